@@ -1,0 +1,35 @@
+import django_filters
+from django.db.models import Q
+
+from workflows import clock
+
+from ..models import ApprovalRequest, ApprovalStatus, StageStatus
+from ..selectors import approval_queue_for
+
+
+class ApprovalFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=ApprovalStatus.choices)
+    workflow = django_filters.CharFilter(field_name="run__workflow_name")
+    run = django_filters.UUIDFilter(field_name="run_id")
+    assigned_to_me = django_filters.BooleanFilter(
+        method="filter_assigned", label="Waiting for me (assigned, my groups or claimed by me)"
+    )
+    overdue = django_filters.BooleanFilter(
+        method="filter_overdue", label="The open stage's deadline has passed"
+    )
+
+    class Meta:
+        model = ApprovalRequest
+        fields = ["status", "workflow", "run", "assigned_to_me", "overdue"]
+
+    def filter_assigned(self, queryset, name, value):
+        mine = approval_queue_for(self.request.user).values("pk")
+        return queryset.filter(pk__in=mine) if value else queryset.exclude(pk__in=mine)
+
+    def filter_overdue(self, queryset, name, value):
+        overdue = Q(
+            status=ApprovalStatus.PENDING,
+            current_stage__status=StageStatus.OPEN,
+            current_stage__deadline__lt=clock.now(),
+        )
+        return queryset.filter(overdue) if value else queryset.exclude(overdue)

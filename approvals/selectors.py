@@ -1,0 +1,293 @@
+"""Reads of approval requests: a user's queue, a request's progress, its diff and outcome."""
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import BooleanField, Case, Exists, OuterRef, Q, QuerySet, Value, When
+
+from workflows import clock
+
+from .models import (
+    APPROVING_ACTIONS,
+    Action,
+    ApprovalRequest,
+    ApprovalStage,
+    ApprovalStatus,
+    DecisionRecord,
+    StageStatus,
+)
+
+QUEUE_SCOPES = ("all", "assigned", "groups", "claimed", "overdue")
+
+
+def may_decide_any(user: Any) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm("approvals.decide_any"))
+
+
+def is_assignee(stage: ApprovalStage, user: Any) -> bool:
+    """Named on the stage, or a member of one of its groups."""
+    return stage.users.filter(pk=user.pk).exists() or stage.groups.filter(user__pk=user.pk).exists()
+
+
+def stage_assignee_users(stage: ApprovalStage) -> QuerySet:
+    """Active users who may decide the stage by assignment (users and group members)."""
+    User = get_user_model()
+    return (
+        User.objects.filter(
+            Q(pk__in=stage.users.values("pk")) | Q(groups__in=stage.groups.values("pk")),
+            is_active=True,
+        )
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def approval_queue_for(
+    user: Any, *, scope: str = "all", now: datetime | None = None
+) -> QuerySet[ApprovalRequest]:
+    """Pending requests waiting for ``user``: their open stage is assigned to the user or one of
+    their groups, or claimed by them. Each row is annotated with ``is_overdue`` (the stage's
+    deadline passed) and ``claimed_by_me``; most urgent first.
+
+    Left out: the user's own requests (they cannot approve them) and requests the user already
+    approved a stage of (one person approves at most one stage). ``scope`` narrows the queue to
+    ``assigned`` (named personally), ``groups``, ``claimed`` or ``overdue``.
+    """
+    if scope not in QUEUE_SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(QUEUE_SCOPES)}")
+    now = now or clock.now()
+    mine = {
+        "assigned": Q(current_stage__users=user),
+        "groups": Q(current_stage__groups__in=user.groups.all()),
+        "claimed": Q(current_stage__claimed_by=user),
+    }
+    where = mine[scope] if scope in mine else mine["assigned"] | mine["groups"] | mine["claimed"]
+    approved_before = DecisionRecord.objects.filter(
+        request=OuterRef("pk"), actor=user, action__in=APPROVING_ACTIONS
+    )
+    # A subquery, so that joins through the M2M assignments cannot duplicate rows.
+    matching = ApprovalRequest.objects.filter(where, status=ApprovalStatus.PENDING).values("pk")
+    queue = (
+        ApprovalRequest.objects.filter(pk__in=matching, current_stage__status=StageStatus.OPEN)
+        .exclude(requester=user)
+        .exclude(Exists(approved_before))
+        .select_related("current_stage", "run", "requester")
+        .annotate(
+            is_overdue=Case(
+                When(current_stage__deadline__lt=now, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+            claimed_by_me=Case(
+                When(current_stage__claimed_by=user, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+        )
+    )
+    if scope == "overdue":
+        queue = queue.filter(is_overdue=True)
+    return queue.order_by("-is_overdue", "current_stage__deadline", "created_at")
+
+
+def approval_runs_q(user: Any) -> Q:
+    """Runs a user may see because of approvals (a ``workflows.permissions`` visibility hook):
+    runs with a request the user is (or was) assigned to, acted on, or requested; every run
+    with a request for holders of ``approvals.decide_any``."""
+    if may_decide_any(user):
+        return Q(pk__in=ApprovalRequest.objects.values("run_id"))
+    return _involved_q(user, "run_id")
+
+
+def _involved_q(user: Any, column: str) -> Q:
+    """``pk IN (...) OR pk IN (...)``: one small indexed subquery per way of being involved.
+
+    For run lists this beat a single OR across the stage, group and decision joins at 100,000
+    pending requests (reviewer: 418 -> 269 ms; member of the group on all: 298 -> 218 ms).
+    """
+    requests = ApprovalRequest.objects
+    return (
+        Q(pk__in=requests.filter(stages__users=user).values(column))
+        | Q(pk__in=requests.filter(stages__groups__in=user.groups.all()).values(column))
+        | Q(pk__in=requests.filter(decisions__actor=user).values(column))
+        | Q(pk__in=requests.filter(requester=user).values(column))
+    )
+
+
+def approval_history(request: ApprovalRequest) -> QuerySet[DecisionRecord]:
+    return request.decisions.select_related("stage", "actor").order_by("created_at", "id")
+
+
+# The actions that close a stage in each final status.
+_CLOSING = {
+    StageStatus.APPROVED: frozenset({*APPROVING_ACTIONS, Action.TIMEOUT}),
+    StageStatus.REJECTED: frozenset({Action.REJECT}),
+    StageStatus.TIMED_OUT: frozenset({Action.TIMEOUT}),
+    StageStatus.CANCELLED: frozenset({Action.CANCEL}),
+}
+
+
+def _closing_record(stage: ApprovalStage, records: list[DecisionRecord]) -> DecisionRecord | None:
+    closing = _CLOSING.get(stage.status, frozenset())
+    return next((r for r in reversed(records) if r.action in closing), None)
+
+
+def stage_decider(stage: ApprovalStage) -> DecisionRecord | None:
+    """The record that closed the stage (last approval, rejection, timeout or cancel)."""
+    if stage.status not in _CLOSING:
+        return None
+    return _closing_record(stage, list(stage.decisions.order_by("created_at", "id")))
+
+
+def _stage_rows(request: ApprovalRequest) -> list[tuple[ApprovalStage, list[DecisionRecord]]]:
+    # .all() and sorting in Python, so lists that prefetch "stages" and "decisions"
+    # (see with_progress) pay no query per row.
+    stages = sorted(request.stages.all(), key=lambda s: s.order)
+    records: dict[int, list[DecisionRecord]] = {s.pk: [] for s in stages}
+    decisions = sorted(request.decisions.all(), key=lambda r: (r.created_at, r.pk))
+    for record in decisions:
+        if record.stage_id in records:
+            records[record.stage_id].append(record)
+    return [(stage, records[stage.pk]) for stage in stages]
+
+
+def with_progress(queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """Prefetch what ``approval_progress`` and stage counts read: constant queries per page."""
+    return queryset.select_related("run", "current_stage", "requester").prefetch_related(
+        "stages", "decisions"
+    )
+
+
+def stage_approvals(stage: ApprovalStage) -> int:
+    """How many approvals the stage has (from the request's prefetched decisions if any)."""
+    return sum(
+        1
+        for record in stage.request.decisions.all()
+        if record.stage_id == stage.pk and record.action in APPROVING_ACTIONS
+    )
+
+
+def _approvers(records: list[DecisionRecord]) -> list[str]:
+    return [r.actor_name for r in records if r.action in APPROVING_ACTIONS]
+
+
+def approval_progress(request: ApprovalRequest) -> str:
+    """One line per request: "manager approved by ann -> finance waiting 1 of 2 -> ceo"."""
+    parts = []
+    for stage, records in _stage_rows(request):
+        approvers = _approvers(records)
+        closing = {r.action: r for r in records}
+        if stage.status == StageStatus.APPROVED:
+            by = ", ".join(approvers) if approvers else "the system (deadline)"
+            parts.append(f"{stage.name} approved by {by}")
+        elif stage.status == StageStatus.OPEN:
+            parts.append(f"{stage.name} waiting {len(approvers)} of {stage.required}")
+        elif stage.status == StageStatus.REJECTED:
+            parts.append(f"{stage.name} rejected by {closing[Action.REJECT].actor_name}")
+        elif stage.status == StageStatus.QUEUED:
+            parts.append(stage.name)
+        else:
+            parts.append(f"{stage.name} {stage.get_status_display().lower()}")
+    return " -> ".join(parts)
+
+
+def approval_resolution(request: ApprovalRequest) -> dict:
+    """What the workflow's ``Decision`` is built from (stored as the wait's resolution)."""
+    stages = []
+    timed_out = request.status == ApprovalStatus.TIMED_OUT
+    for stage, records in _stage_rows(request):
+        closing = _closing_record(stage, records)
+        by_deadline = closing is not None and closing.action == Action.TIMEOUT
+        timed_out = timed_out or by_deadline
+        stages.append(
+            {
+                "name": stage.name,
+                "status": stage.status,
+                "required": stage.required,
+                "approved_by": _approvers(records),
+                "decided_by": (closing.actor_name or None) if closing else None,
+                "reason": closing.comment if closing else "",
+                "timed_out": by_deadline,
+                "escalated": stage.escalation_count > 0,
+                "decided_at": stage.decided_at,
+            }
+        )
+    return {
+        "request_id": str(request.pk),
+        "status": request.status,
+        "approved": request.status == ApprovalStatus.APPROVED,
+        "value": request.value,
+        "original_value": request.payload,
+        "edited": request.value != request.payload,
+        "reason": request.reason,
+        "decided_by": request.decided_by.get_username() if request.decided_by_id else None,
+        "decided_by_id": request.decided_by_id,
+        "decided_at": request.decided_at,
+        "timed_out": timed_out,
+        "stages": stages,
+    }
+
+
+def approval_summary(request: ApprovalRequest) -> dict:
+    """The request as run events and webhooks describe it."""
+    stage = request.current_stage
+    return {
+        "request_id": str(request.pk),
+        "key": request.key,
+        "title": request.title,
+        "status": request.status,
+        "current_stage": stage.name if stage else None,
+        "deadline": stage.deadline if stage and stage.is_open else None,
+        "progress": approval_progress(request),
+    }
+
+
+def value_diff(old: Any, new: Any, path: str = "") -> list[dict]:
+    """Differences between two JSON values as ``[{"path", "old", "new"}]`` (dotted paths)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                changes.append({"path": sub, "old": old[key], "new": None, "change": "removed"})
+            elif key not in old:
+                changes.append({"path": sub, "old": None, "new": new[key], "change": "added"})
+            else:
+                changes.extend(value_diff(old[key], new[key], sub))
+        return changes
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        changes = []
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            changes.extend(value_diff(a, b, f"{path}[{index}]" if path else f"[{index}]"))
+        return changes
+    if old == new:
+        return []
+    return [{"path": path or "value", "old": old, "new": new, "change": "changed"}]
+
+
+def approval_diff(request: ApprovalRequest) -> list[dict]:
+    """How the value now differs from what the workflow proposed (empty when not edited)."""
+    return value_diff(request.payload, request.value)
+
+
+def approvals_visible_to(user: Any) -> QuerySet[ApprovalRequest]:
+    """Requests ``user`` may read: every one for ``decide_any`` or run managers; otherwise those
+    they are (or were) assigned to, acted on or requested, and those of runs they started."""
+    from workflows.permissions import sees_all_runs
+
+    if not user or not user.is_authenticated or not user.is_active:
+        return ApprovalRequest.objects.none()
+    if may_decide_any(user) or sees_all_runs(user):
+        return ApprovalRequest.objects.all()
+    # One subquery with the OR inside: measured at 100,000 pending requests this is faster for
+    # request lists (96 ms) than one subquery per way of being involved (657 ms), the opposite
+    # of runs (see _involved_q).
+    involved = ApprovalRequest.objects.filter(
+        Q(stages__users=user)
+        | Q(stages__groups__in=user.groups.all())
+        | Q(decisions__actor=user)
+        | Q(requester=user)
+        | Q(run__created_by=user)
+    ).values("pk")
+    return ApprovalRequest.objects.filter(pk__in=involved)

@@ -1,0 +1,164 @@
+"""Delivery after commit: publishing never hurts the committing code, and the embedded relay
+carries events committed by other connections (other processes) to this process's sockets."""
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+
+from realtime.delivery import publisher
+from realtime.groups import run_group
+from realtime.relay import OutboxRelay
+from workflows import notify, start
+from workflows.models import RunStatus
+from workflows.outbox import record_event
+from workflows.testing import run_until_idle
+
+from ..conftest import requires_postgres
+from .conftest import connect_to
+from .processes import RedisServer, redis_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_channel_layer_that_is_down_never_breaks_or_stalls_the_committing_code(
+    alice, settings, caplog
+):
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port()}/0"]},
+        }
+    }
+    settings.HITL_REALTIME_PUBLISH_TIMEOUT = 1.0
+    caplog.set_level(logging.WARNING, logger="realtime")
+    began = time.monotonic()
+    run = start("rt-review", {"order_id": 1, "tag": "down"}, created_by=alice)
+    run_until_idle()
+    notify("decision-down", {"approved": True})
+    run_until_idle()
+    elapsed = time.monotonic() - began
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert run.events.count() == 7
+    assert "Publishing run events failed" in caplog.text
+    # Seven commits, one failed publish: the pause spares the others a timeout each.
+    assert elapsed < 3
+
+
+def test_embedded_relay_forwards_events_committed_by_another_connection(alice, settings):
+    settings.HITL_REALTIME_DELIVERY = "relay"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    run = start("rt-review", {"order_id": 1, "tag": "relay"}, created_by=alice)
+    run_until_idle()
+
+    def decide_elsewhere():
+        # Its own thread is its own database connection, like a worker process.
+        try:
+            notify("decision-relay", {"approved": True})
+            run_until_idle()
+        finally:
+            connection.close()
+
+    async def scenario():
+        ws = connect_to(f"/ws/runs/{run.id}/?since=4", token=alice.token)
+        await ws.connect()
+        worker = threading.Thread(target=decide_elsewhere)
+        worker.start()
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(3)]
+        await asyncio.to_thread(worker.join)
+        assert [(f["seq"], f["type"]) for f in frames] == [
+            (5, "event.received"),
+            (6, "step.finished"),
+            (7, "run.finished"),
+        ]
+        await ws.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@requires_postgres
+def test_relay_picks_up_an_id_that_committed_after_a_higher_one(alice):
+    """PostgreSQL hands out ids at insert: id N may commit after N+1 was already read."""
+    slow = start("rt-review", {"order_id": 1, "tag": "slow"}, created_by=alice)
+    fast = start("rt-review", {"order_id": 2, "tag": "fast"}, created_by=alice)
+    relay = OutboxRelay()
+    relay._start()
+    inserted, release = threading.Event(), threading.Event()
+
+    def slow_transaction():
+        try:
+            with transaction.atomic():
+                record_event(slow.id, "progress", {"pct": 1})
+                inserted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=slow_transaction)
+    worker.start()
+    assert inserted.wait(10)
+    with transaction.atomic():
+        record_event(fast.id, "progress", {"pct": 2})
+    first = relay._poll()
+    assert [r["run_id"] for r in first] == [fast.id]
+    release.set()
+    worker.join()
+    second = relay._poll()
+    assert [(r["run_id"], r["data"]) for r in second] == [(slow.id, {"pct": 1})]
+    assert relay._poll() == []
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_events_committed_while_redis_is_down_are_published_in_order_once_it_is_back(
+    alice, settings, tmp_path
+):
+    redis = RedisServer(tmp_path, persist=True)
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.HITL_REALTIME_PUBLISH_RETRY = 0.5
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": 15}]},
+        }
+    }
+    try:
+        redis.start()
+        run = start("rt-review", {"order_id": 1, "tag": "later"}, created_by=alice)
+
+        async def listen():
+            layer = get_channel_layer()
+            channel = await layer.new_channel()
+            await layer.group_add(run_group(run.id), channel)
+            return channel
+
+        channel = async_to_sync(listen)()
+        redis.stop()
+        run_until_idle()  # three events commit; each publish fails or queues behind the first
+        assert publisher().backlog == 3
+        redis.start()  # persisted: the group still has our channel
+
+        async def receive():
+            layer = get_channel_layer()
+            return [await asyncio.wait_for(layer.receive(channel), 15) for _ in range(3)]
+
+        received = async_to_sync(receive)()
+        assert [m["event"]["seq"] for m in received] == [2, 3, 4]
+        assert received[-1]["event"]["type"] == "run.waiting"
+        assert publisher().backlog == 0
+    finally:
+        redis.stop()

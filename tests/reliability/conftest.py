@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+from . import ledger as ledger_module
+
+# `HITL_RELIABILITY_LARGE=1` runs the larger versions (more runs, more kills).
+LARGE = os.environ.get("HITL_RELIABILITY_LARGE") == "1"
+
+
+@pytest.fixture
+def ledger():
+    ledger_module.create()
+    yield ledger_module
+    ledger_module.drop()

@@ -1,0 +1,65 @@
+"""System checks and production settings."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.core.checks import run_checks
+from django.test import override_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_ids():
+    return {message.id for message in run_checks()}
+
+
+def test_default_settings_pass_the_queue_checks():
+    assert not {"workflows.E001", "workflows.E002", "workflows.E003"} & check_ids()
+
+
+@override_settings(Q_CLUSTER={"timeout": 60, "retry": 60, "orm": "default"})
+def test_retry_not_above_timeout_is_an_error():
+    assert "workflows.E001" in check_ids()
+
+
+@override_settings(HITL_LEASE_SECONDS=10)
+def test_lease_shorter_than_the_task_timeout_is_an_error():
+    assert "workflows.E002" in check_ids()
+
+
+def test_check_deploy_with_production_settings_is_clean():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hitlproject.settings_production",
+        "SECRET_KEY": "x" * 20 + "-production-secret-for-the-deploy-check-0123456789",
+        "ALLOWED_HOSTS": "hitl.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_a_missing_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="hitlproject.settings_production", ALLOWED_HOSTS="hitl.example.com"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr

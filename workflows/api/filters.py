@@ -1,0 +1,38 @@
+from datetime import UTC
+
+import django_filters
+
+from ..models import RunStatus, WaitKind, WaitStatus, WorkflowRun
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """ISO 8601 with any offset Python accepts; sent to the database in UTC (PostgreSQL refuses
+    offsets beyond +-15:59, which ISO 8601 and Python allow)."""
+
+    def filter(self, qs, value):
+        return super().filter(qs, value.astimezone(UTC) if value else value)
+
+
+class RunFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
+    workflow = django_filters.CharFilter(field_name="workflow_name")
+    waiting_kind = django_filters.ChoiceFilter(
+        choices=WaitKind.choices,
+        method="filter_waiting_kind",
+        label="Runs with an open wait of this kind",
+    )
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = WorkflowRun
+        fields = ["status", "workflow", "waiting_kind", "created_after", "created_before"]
+
+    def filter_waiting_kind(self, queryset, name, value):
+        return queryset.filter(waits__kind=value, waits__status=WaitStatus.OPEN).distinct()
+
+
+class InputRequestFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=WaitStatus.choices)
+    run = django_filters.UUIDFilter(field_name="run_id")
+    workflow = django_filters.CharFilter(field_name="run__workflow_name")

@@ -1,0 +1,505 @@
+"""Every write the engine makes while advancing a run, each in its own short transaction.
+
+All writes made on behalf of a worker are conditional on that worker still holding the run's
+lease (``lease_owner`` and ``status=running``): a worker that lost its run (cancelled, or taken
+over after its lease expired) gets ``LeaseLost`` and records nothing.
+"""
+
+import traceback as tb
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from . import clock
+from .models import (
+    EventMessage,
+    RunStatus,
+    Step,
+    StepKind,
+    StepStatus,
+    WaitKind,
+    WaitPoint,
+    WaitStatus,
+    WorkflowRun,
+)
+from .outbox import next_event_seq, record_event
+from .queue import enqueue_advance
+from .transitions import transition
+
+
+class LeaseLost(BaseException):
+    """This worker no longer owns the run (cancelled, or reclaimed after its lease expired)."""
+
+
+def lease_until(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.HITL_LEASE_SECONDS)
+
+
+def renew_lease(run_id: Any, owner: str) -> None:
+    """Extend the lease; raises ``LeaseLost`` if the run is no longer ours (e.g. cancelled)."""
+    now = clock.now()
+    renewed = WorkflowRun.objects.filter(
+        pk=run_id, status=RunStatus.RUNNING, lease_owner=owner
+    ).update(lease_expires_at=lease_until(now), updated_at=now)
+    if not renewed:
+        raise LeaseLost()
+
+
+def describe_exception(exc: BaseException) -> dict[str, str]:
+    return {
+        "error_type": type(exc).__qualname__,
+        "error": str(exc) or type(exc).__qualname__,
+        "traceback": "".join(tb.format_exception(exc)),
+    }
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def step_begin(
+    run_id: Any,
+    owner: str,
+    sequence: int,
+    name: str,
+    kind: str,
+    max_attempts: int,
+    existing: Step | None = None,
+) -> Step:
+    """Record that an attempt of a step starts, before its code runs (so a crash is visible).
+
+    Refuses (``LeaseLost``) once the run is no longer this worker's, e.g. cancelled: a cancelled
+    run never starts another step. ``existing`` is the step's record from the replay (a retry,
+    or a re-run after a crash); without one this is the first attempt: a single
+    ``INSERT ... SELECT ... WHERE <lease still ours>``, the hot path of every step.
+    """
+    now = clock.now()
+    if existing is None:
+        return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        step = existing
+        step.status = StepStatus.RUNNING
+        step.attempts += 1
+        step.max_attempts = max_attempts
+        step.next_attempt_at = None
+        step.started_at = now
+        step.save(
+            update_fields=["status", "attempts", "max_attempts", "next_attempt_at", "started_at"]
+        )
+    return step
+
+
+def _insert_first_attempt(
+    run_id: Any,
+    owner: str,
+    sequence: int,
+    name: str,
+    kind: str,
+    max_attempts: int,
+    now: datetime,
+) -> Step:
+    connection = transaction.get_connection()
+    step_table, run_table = Step._meta.db_table, WorkflowRun._meta.db_table
+    run_pk = WorkflowRun._meta.pk.get_db_prep_value(run_id, connection)
+    started = Step._meta.get_field("started_at").get_db_prep_value(now, connection)
+    sql = (
+        f"INSERT INTO {step_table} (run_id, sequence, name, kind, status, result, error, "
+        "error_type, traceback, attempts, max_attempts, next_attempt_at, started_at, "
+        "finished_at) "
+        "SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL "
+        f"WHERE EXISTS (SELECT 1 FROM {run_table} WHERE id = %s AND status = %s "
+        "AND lease_owner = %s) RETURNING id"
+    )
+    params = [
+        run_pk,
+        sequence,
+        name,
+        kind,
+        StepStatus.RUNNING,
+        max_attempts,
+        started,
+        run_pk,
+        RunStatus.RUNNING,
+        owner,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost()
+    return Step(
+        pk=row[0],
+        run_id=run_id,
+        sequence=sequence,
+        name=name,
+        kind=kind,
+        status=StepStatus.RUNNING,
+        attempts=1,
+        max_attempts=max_attempts,
+        started_at=now,
+    )
+
+
+def step_complete(run_id: Any, owner: str, step: Step, result: Any) -> None:
+    now = clock.now()
+    with transaction.atomic():
+        # Lease renewal and the event's sequence number in one statement.
+        seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
+        if seq is None:
+            raise LeaseLost()
+        Step.objects.filter(pk=step.pk).update(
+            status=StepStatus.COMPLETED,
+            result=result,
+            finished_at=now,
+            error="",
+            error_type="",
+            traceback="",
+        )
+        record_event(
+            run_id,
+            "step.finished",
+            seq=seq,
+            data={
+                "step": step.name,
+                "sequence": step.sequence,
+                "kind": step.kind,
+                "status": "completed",
+                "attempts": step.attempts,
+                "duration_ms": _ms(step.started_at, now),
+            },
+        )
+
+
+def step_schedule_retry(
+    run_id: Any, owner: str, step: Step, exc: BaseException, retry_at: datetime
+) -> None:
+    """Park the run until ``retry_at``; the sweeper enqueues it then (no worker sleeps)."""
+    now = clock.now()
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        Step.objects.filter(pk=step.pk).update(
+            status=StepStatus.RETRYING,
+            next_attempt_at=retry_at,
+            finished_at=now,
+            **describe_exception(exc),
+        )
+        transition(
+            run_id,
+            RunStatus.PENDING,
+            frm=[RunStatus.RUNNING],
+            where=Q(lease_owner=owner),
+            wake_at=retry_at,
+            enqueued_at=None,
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        record_event(
+            run_id,
+            "step.retrying",
+            {
+                "step": step.name,
+                "sequence": step.sequence,
+                "attempt": step.attempts,
+                "max_attempts": step.max_attempts,
+                "retry_at": retry_at,
+                "error": f"{type(exc).__qualname__}: {exc}",
+            },
+        )
+
+
+def step_fail(run_id: Any, owner: str, step: Step, exc: BaseException) -> None:
+    now = clock.now()
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        Step.objects.filter(pk=step.pk).update(
+            status=StepStatus.FAILED, finished_at=now, **describe_exception(exc)
+        )
+        record_event(
+            run_id,
+            "step.finished",
+            {
+                "step": step.name,
+                "sequence": step.sequence,
+                "kind": step.kind,
+                "status": "failed",
+                "attempts": step.attempts,
+                "error": f"{type(exc).__qualname__}: {exc}",
+            },
+        )
+
+
+def record_value(
+    run_id: Any,
+    owner: str,
+    sequence: int,
+    name: str,
+    kind: str,
+    value: Any,
+    *,
+    event_type: str | None = None,
+    event_data: dict | None = None,
+) -> None:
+    """Record a value (ctx.now(), ctx.uuid4(), ctx.emit()) so replays return the same one."""
+    now = clock.now()
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        Step.objects.create(
+            run_id=run_id,
+            sequence=sequence,
+            name=name,
+            kind=kind,
+            status=StepStatus.COMPLETED,
+            result=value,
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+        )
+        if event_type:
+            record_event(run_id, event_type, event_data)
+
+
+# --- waits ----------------------------------------------------------------------------------
+
+
+def wait_enter(
+    run_id: Any,
+    owner: str,
+    *,
+    sequence: int,
+    kind: str,
+    key: str,
+    event_id: str = "",
+    request: dict | None = None,
+    deadline: datetime | None = None,
+    on_create: Any = None,
+) -> WaitPoint:
+    """Register the wait (once) and, if it is not already satisfied, suspend the run.
+
+    Returns the wait point; if it is still open the run is ``waiting`` when this commits.
+    Resolution and suspension both lock the wait row first, so a resolution racing the
+    suspension either is seen here or finds the run already waiting and wakes it.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        wait, created = WaitPoint.objects.get_or_create(
+            run_id=run_id,
+            sequence=sequence,
+            defaults={
+                "kind": kind,
+                "key": key,
+                "event_id": event_id,
+                "request": request or {},
+                "deadline": deadline,
+            },
+        )
+        if created:
+            Step.objects.update_or_create(
+                run_id=run_id,
+                sequence=sequence,
+                defaults={
+                    "name": key,
+                    "kind": kind,
+                    "status": StepStatus.WAITING,
+                    "attempts": 1,
+                    "started_at": now,
+                },
+            )
+            if kind == WaitKind.EVENT:
+                _deliver_stored_message(wait, now)
+            if on_create is not None:
+                on_create(wait)
+        wait = WaitPoint.objects.select_for_update().get(pk=wait.pk)
+        if wait.is_open:
+            transition(
+                run_id,
+                RunStatus.WAITING,
+                frm=[RunStatus.RUNNING],
+                where=Q(lease_owner=owner),
+                lease_owner="",
+                lease_expires_at=None,
+                wake_at=None,
+            )
+            record_event(run_id, "run.waiting", wait_summary(wait))
+    return wait
+
+
+def wait_summary(wait: WaitPoint) -> dict:
+    data = {"wait_id": str(wait.id), "kind": wait.kind, "key": wait.key, "deadline": wait.deadline}
+    if wait.event_id:
+        data["event_id"] = wait.event_id
+    if wait.kind == WaitKind.INPUT:
+        data["request_id"] = wait.event_id or str(wait.id)
+        data.update({k: wait.request.get(k) for k in ("prompt", "metadata", "schema")})
+    return data
+
+
+def _deliver_stored_message(wait: WaitPoint, now: datetime) -> None:
+    lock_event_id(wait.event_id)
+    message = (
+        EventMessage.objects.select_for_update()
+        .filter(event_id=wait.event_id, consumed_at__isnull=True)
+        .order_by("id")
+        .first()
+    )
+    if message is None:
+        return
+    message.consumed_at, message.consumed_by = now, wait
+    message.save(update_fields=["consumed_at", "consumed_by"])
+    WaitPoint.objects.filter(pk=wait.pk).update(
+        status=WaitStatus.RESOLVED, resolution=message.data, resolved_at=now
+    )
+
+
+def lock_event_id(event_id: str) -> None:
+    """Serialise notify() and wait registration for one event id, so neither misses the other.
+
+    On PostgreSQL a transaction-scoped advisory lock; SQLite's IMMEDIATE transactions already
+    run one writer at a time.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hitl-event:{event_id}"])
+
+
+def wait_consume(run_id: Any, owner: str, wait: WaitPoint) -> dict:
+    """Mark the wait's step completed with its resolution; returns what the workflow sees."""
+    outcome = {
+        "wait_id": str(wait.id),
+        "status": wait.status,
+        "data": wait.resolution,
+        "resolved_by": wait.resolved_by_id,
+        "resolved_at": wait.resolved_at,
+    }
+    from .registry import to_json
+
+    outcome = to_json(outcome, what="wait resolution")
+    now = clock.now()
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        Step.objects.filter(run_id=run_id, sequence=wait.sequence).update(
+            status=StepStatus.COMPLETED, result=outcome, finished_at=now
+        )
+    return outcome
+
+
+def wait_resolve(
+    wait_id: Any,
+    *,
+    status: str,
+    resolution: Any = None,
+    resolved_by: Any = None,
+    event_type: str | None = None,
+    event_data: dict | None = None,
+) -> bool:
+    """Close an open wait and wake its run. Returns False if the wait was no longer open.
+
+    Must be called inside a transaction (the caller's change and this one commit together).
+    """
+    now = clock.now()
+    wait = WaitPoint.objects.select_for_update().filter(pk=wait_id).first()
+    if wait is None or not wait.is_open:
+        return False
+    wait.status, wait.resolution, wait.resolved_at = status, resolution, now
+    wait.resolved_by = resolved_by
+    wait.save(update_fields=["status", "resolution", "resolved_at", "resolved_by"])
+    if event_type:
+        record_event(wait.run_id, event_type, event_data or {})
+    wake(wait.run_id, now)
+    return True
+
+
+def wake(run_id: Any, now: datetime) -> bool:
+    """waiting -> pending and enqueue; a run that is running will see the change itself."""
+    woke = transition(
+        run_id,
+        RunStatus.PENDING,
+        frm=[RunStatus.WAITING],
+        strict=False,
+        wake_at=now,
+        enqueued_at=now,
+    )
+    if woke:
+        enqueue_advance(run_id)
+    return woke
+
+
+# --- the run as a whole ---------------------------------------------------------------------
+
+
+def run_complete(run_id: Any, owner: str, result: Any) -> bool:
+    now = clock.now()
+    with transaction.atomic():
+        done = transition(
+            run_id,
+            RunStatus.COMPLETED,
+            frm=[RunStatus.RUNNING],
+            where=Q(lease_owner=owner),
+            strict=False,
+            result=result,
+            finished_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        if done:
+            record_event(run_id, "run.finished", {"status": "completed", "result": result})
+    return done
+
+
+def run_fail(run_id: Any, owner: str | None, exc: BaseException) -> bool:
+    now = clock.now()
+    details = describe_exception(exc)
+    where = Q(lease_owner=owner) if owner else None
+    with transaction.atomic():
+        done = transition(
+            run_id,
+            RunStatus.FAILED,
+            frm=[RunStatus.RUNNING, RunStatus.PENDING],
+            where=where,
+            strict=False,
+            finished_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+            **details,
+        )
+        if done:
+            record_event(
+                run_id,
+                "run.finished",
+                {
+                    "status": "failed",
+                    "error": details["error"],
+                    "error_type": details["error_type"],
+                },
+            )
+    return done
+
+
+def run_yield(run_id: Any, owner: str) -> None:
+    """Give the run back to the queue (time budget used up); another task continues it."""
+    now = clock.now()
+    with transaction.atomic():
+        moved = transition(
+            run_id,
+            RunStatus.PENDING,
+            frm=[RunStatus.RUNNING],
+            where=Q(lease_owner=owner),
+            strict=False,
+            wake_at=now,
+            enqueued_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        if moved:
+            enqueue_advance(run_id)
+
+
+def _ms(start: datetime | None, end: datetime) -> int | None:
+    return int((end - start).total_seconds() * 1000) if start else None
+
+
+__all__ = ["LeaseLost", "StepKind"]

@@ -1,0 +1,31 @@
+"""Handing run advances to django-q2, always after the transaction that made them due commits."""
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+ADVANCE_TASK = "workflows.tasks.advance_run"
+
+
+def enqueue_advance(run_id: Any) -> None:
+    """Ask a worker to advance the run once the current transaction commits.
+
+    A lost enqueue (broker down, process killed right after commit) costs latency, not the run:
+    the sweeper enqueues pending runs again after ``HITL_REQUEUE_AFTER_SECONDS``.
+    """
+    run_id = str(run_id)
+    transaction.on_commit(lambda: _send(run_id))
+
+
+def _send(run_id: str) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task(ADVANCE_TASK, run_id, task_name=f"advance-{run_id}", group="hitl-advance")
+    except Exception:  # broker unreachable: the sweeper re-sends; never fail the caller
+        log.warning(
+            "Could not enqueue advance of run %s; the sweeper will retry", run_id, exc_info=True
+        )
