@@ -1,6 +1,9 @@
 """Shared fixtures. Tests that need PostgreSQL or Redis skip with a reason when they are absent."""
 
 import os
+import sys
+import threading
+import time
 
 import pytest
 from django.db import connection
@@ -27,3 +30,27 @@ requires_redis = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"),
     reason="needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0",
 )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Never let a wedged thread turn a finished test run into a hung CI job.
+
+    A test that pytest-timeout failed can leave its event-loop thread (a non-daemon executor
+    worker) blocked; the interpreter joins those at exit and would wait forever, hiding the
+    report behind CI's time limit. After everything is reported, a daemon watchdog ends the
+    process with pytest's own exit status if a normal exit has not happened within a minute.
+    """
+    status = int(getattr(config, "_hitl_exitstatus", 1))
+
+    def exit_if_wedged() -> None:
+        time.sleep(60)
+        sys.stderr.write("pytest finished but a thread kept the process alive; exiting.\n")
+        sys.stderr.flush()
+        os._exit(status)
+
+    threading.Thread(target=exit_if_wedged, name="hitl-exit-watchdog", daemon=True).start()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._hitl_exitstatus = exitstatus

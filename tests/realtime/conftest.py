@@ -1,7 +1,10 @@
 """Fixtures for the realtime tests: users, tokens and WebSocket communicators on the real
 ASGI application (origin check, session and token auth, routing)."""
 
+from collections.abc import Awaitable, Callable
+
 import pytest
+from asgiref.sync import async_to_sync
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
@@ -73,4 +76,35 @@ def connect_to(
         headers.append((b"authorization", f"Token {token}".encode()))
     if session is not None:
         headers.append((b"cookie", f"sessionid={session}".encode()))
-    return WebsocketCommunicator(application, path, headers=headers)
+    comm = WebsocketCommunicator(application, path, headers=headers)
+    _opened.append(comm)
+    return comm
+
+
+# Communicators opened by the scenario that ``run_ws`` is running.
+_opened: list[WebsocketCommunicator] = []
+
+
+def run_ws(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run an async test scenario, then disconnect every socket it opened, on its own loop.
+
+    A client that goes away makes daphne send ``websocket.disconnect``; a communicator left
+    open instead leaves its consumer running until ``asyncio.run`` tears the loop down and
+    cancels the consumer and its channel-layer ``receive`` at the same moment. With
+    channels-redis that double cancellation can leave the ``receive`` waiting for a Redis reply
+    that never comes (reproduced about once in ten runs), which hung the loop's thread and then
+    the interpreter's exit. Disconnecting like a real client does keeps the test on the path
+    production takes.
+    """
+
+    async def scenario_then_disconnect() -> None:
+        _opened.clear()
+        try:
+            await scenario()
+        finally:
+            for comm in _opened:
+                if not comm.future.done():
+                    await comm.disconnect()
+            _opened.clear()
+
+    async_to_sync(scenario_then_disconnect)()

@@ -1,7 +1,6 @@
 """``/ws/approvals/``: approval.* events of the runs a user may see, cursor = event id."""
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from approvals import approval_decide
@@ -10,7 +9,7 @@ from workflows import start
 from workflows.models import RunEvent
 from workflows.testing import run_until_idle
 
-from .conftest import connect_to, make_user
+from .conftest import connect_to, make_user, run_ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,7 +85,7 @@ def test_each_user_gets_the_approval_events_of_runs_they_may_see(alice, bob, ope
         await alice_ws.disconnect()
         await operator_ws.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_reconnecting_with_the_last_seq_resumes_without_repeats(alice, rita):
@@ -115,7 +114,7 @@ def test_reconnecting_with_the_last_seq_resumes_without_repeats(alice, rita):
         assert await ws.receive_nothing(timeout=0.5)
         await ws.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_anonymous_clients_get_no_approval_stream(alice):
@@ -125,4 +124,4 @@ def test_anonymous_clients_get_no_approval_stream(alice):
         output = await ws.receive_output(timeout=3)
         assert (output["type"], output["code"]) == ("websocket.close", 4401)
 
-    async_to_sync(scenario)()
+    run_ws(scenario)

@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
@@ -13,7 +12,7 @@ from realtime.selectors import run_events_after
 from workflows import notify, start
 from workflows.testing import run_until_idle
 
-from .conftest import connect_to, make_user, session_cookie_for
+from .conftest import connect_to, make_user, run_ws, session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,7 +70,7 @@ def test_anonymous_connection_is_closed_with_4401(alice):
         await comm.connect()
         assert await close_code(comm) == 4401
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_wrong_or_missing_origin_is_refused_at_the_handshake(alice):
@@ -84,7 +83,7 @@ def test_wrong_or_missing_origin_is_refused_at_the_handshake(alice):
             connected, _ = await comm.connect()
             assert connected is False, origin
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_someone_elses_run_is_refused_with_4403_and_an_unknown_one_with_4404(alice, bob):
@@ -99,7 +98,7 @@ def test_someone_elses_run_is_refused_with_4403_and_an_unknown_one_with_4404(ali
         await comm.connect()
         assert await close_code(comm) == 4404
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_staff_with_manage_any_run_may_watch_every_run_but_plain_staff_may_not(alice, operator):
@@ -115,7 +114,7 @@ def test_staff_with_manage_any_run_may_watch_every_run_but_plain_staff_may_not(a
         await comm.connect()
         assert await close_code(comm) == 4403
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_session_cookie_authenticates_a_browser(alice):
@@ -128,7 +127,7 @@ def test_session_cookie_authenticates_a_browser(alice):
         assert (await comm.receive_json_from(timeout=5))["seq"] == 4
         await comm.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_a_wrong_token_is_refused_even_with_a_valid_session(alice):
@@ -140,7 +139,7 @@ def test_a_wrong_token_is_refused_even_with_a_valid_session(alice):
         await comm.connect()
         assert await close_code(comm) == 4401
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_inactive_users_token_is_refused(alice):
@@ -154,7 +153,7 @@ def test_inactive_users_token_is_refused(alice):
         await comm.connect()
         assert await close_code(comm) == 4401
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +178,7 @@ def test_malformed_or_oversized_client_messages_close_the_socket(alice, path_suf
             await comm.send_to(text_data=message)
         assert await close_code(comm) == code
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_binary_frames_close_the_socket_with_4400(alice):
@@ -191,7 +190,7 @@ def test_binary_frames_close_the_socket_with_4400(alice):
         await comm.send_to(bytes_data=b"\x00\x01")
         assert await close_code(comm) == 4400
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 # --- what they receive ----------------------------------------------------------------------
@@ -213,7 +212,7 @@ def test_catch_up_sends_exactly_the_events_after_since(alice):
         assert await comm.receive_nothing(timeout=0.6)
         await comm.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_live_events_follow_the_catch_up_in_order_without_duplicates(alice):
@@ -232,7 +231,7 @@ def test_live_events_follow_the_catch_up_in_order_without_duplicates(alice):
         assert await comm.receive_nothing(timeout=0.8)
         await comm.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_since_may_come_as_the_first_message_and_nothing_is_sent_before_it(alice):
@@ -251,7 +250,7 @@ def test_since_may_come_as_the_first_message_and_nothing_is_sent_before_it(alice
         assert (await comm.receive_json_from(timeout=3))["type"] == "pong"
         await comm.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_a_gap_in_live_delivery_is_read_back_from_the_database(alice, settings):
@@ -273,7 +272,7 @@ def test_a_gap_in_live_delivery_is_read_back_from_the_database(alice, settings):
         assert await comm.receive_nothing(timeout=0.5)
         await comm.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 def test_two_clients_of_one_run_each_get_every_event_once(alice, operator):
@@ -290,7 +289,7 @@ def test_two_clients_of_one_run_each_get_every_event_once(alice, operator):
         await first.disconnect()
         await second.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 # --- presence -------------------------------------------------------------------------------
@@ -334,4 +333,4 @@ def test_viewers_see_who_else_has_the_run_open_until_they_leave(alice, operator)
         await alice_ws.disconnect()
         await dash_ws.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)

@@ -21,7 +21,7 @@ from workflows.outbox import record_event
 from workflows.testing import run_until_idle
 
 from ..conftest import requires_postgres
-from .conftest import connect_to
+from .conftest import connect_to, run_ws
 from .processes import RedisServer, redis_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,7 +88,7 @@ def test_embedded_relay_forwards_events_committed_by_another_connection(alice, s
         ]
         await ws.disconnect()
 
-    async_to_sync(scenario)()
+    run_ws(scenario)
 
 
 @requires_postgres
