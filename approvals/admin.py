@@ -91,7 +91,10 @@ class QueueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == self.MINE:
-            return queryset.filter(pk__in=approval_queue_for(request.user).values("pk"))
+            # The queue is a subset of what the user may see (only assignees and "decide any"
+            # holders are in it), so it replaces the visibility query instead of being
+            # intersected with it: one fewer pass over every pending request.
+            return review_selectors.review_rows(approval_queue_for(request.user))
         return queryset
 
 

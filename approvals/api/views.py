@@ -17,6 +17,7 @@ from . import serializers as s
 from .filters import ApprovalFilter
 
 NOTHING = services.NOTHING
+ACTIONS = ("decide", "claim", "delegate")
 # What the detail serializer reads, so it costs a fixed number of queries.
 DETAIL_PREFETCH = ("stages__users", "stages__groups", "stages__claimed_by", "decisions__stage")
 
@@ -38,7 +39,12 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
-        queryset = selectors.with_progress(selectors.approvals_visible_to(self.request.user))
+        queryset = selectors.approvals_visible_to(self.request.user)
+        if self.action in ACTIONS:
+            # The decision service locks and re-reads the request; the answer is built from a
+            # fresh read afterwards. Progress and prefetches here would be read and thrown away.
+            return queryset
+        queryset = selectors.with_progress(queryset)
         if self.action != "list":
             queryset = queryset.prefetch_related(*DETAIL_PREFETCH)
         return queryset
