@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 
 from workflows import clock, journal
 from workflows.errors import NotSerializable
@@ -722,6 +722,10 @@ def _finish(request, status, actor, reason, now, *, resolve_wait: bool = True) -
     request.status, request.decided_at, request.updated_at = status, now, now
     request.decided_by, request.reason = actor, reason or ""
     request.save(update_fields=["status", "decided_at", "updated_at", "decided_by", "reason"])
+    # Every write of the decision is done. The wait's resolution, the run event and the
+    # notification below all describe this final state: read the stages and decisions once.
+    getattr(request, "_prefetched_objects_cache", {}).clear()
+    prefetch_related_objects([request], "stages", "decisions")
     if resolve_wait:
         wait_status = {
             ApprovalStatus.TIMED_OUT: WaitStatus.TIMED_OUT,
