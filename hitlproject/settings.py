@@ -99,6 +99,23 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+
+def email_settings(url: str) -> dict:
+    """EMAIL_* settings from an ``EMAIL_URL`` (django-environ: ``smtp+tls://user:pass@host:587``,
+    ``consolemail://``...), leaving Django's defaults where the URL says nothing."""
+    return {k: v for k, v in env.email_url_config(url).items() if v not in (None, "")}
+
+
+# --- Email ----------------------------------------------------------------------------------
+if env.str("EMAIL_URL", default=""):
+    globals().update(email_settings(env.str("EMAIL_URL")))
+else:
+    # The embedded default has no mail server (an SMTP default would fail and retry every
+    # notification): each message is written as a file under var/mail/, where it can be read.
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(DATA_DIR / "mail")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hitl@localhost")
+
 # --- Redis: broker, channel layer, cache ----------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 

@@ -7,9 +7,11 @@ Required environment: ``SECRET_KEY``, ``ALLOWED_HOSTS``; normally ``DATABASE_URL
 from django.core.exceptions import ImproperlyConfigured
 
 from .settings import *  # noqa: F403  (production extends the base settings wholesale)
-from .settings import env
+from .settings import email_settings, env
 
 DEBUG = False
+# Production sends real mail: SMTP on localhost unless EMAIL_URL says otherwise.
+globals().update(email_settings(env.str("EMAIL_URL", default="smtp://localhost:25")))
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):

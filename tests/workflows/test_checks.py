@@ -63,3 +63,32 @@ def test_production_settings_refuse_a_missing_secret_key():
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def email_backend(**extra_env) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "EMAIL_URL"}
+    env.update(extra_env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings as s; "
+            "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]  # after the shell's own banner
+
+
+def test_email_goes_to_files_by_default_and_follows_email_url():
+    # The embedded default has no mail server: mail goes to files, not to a failing SMTP.
+    assert email_backend().startswith("django.core.mail.backends.filebased.EmailBackend")
+    assert email_backend(EMAIL_URL="smtp+tls://mailer:pw@mail.example.com:587") == (
+        "django.core.mail.backends.smtp.EmailBackend mail.example.com 587 True"
+    )
