@@ -43,20 +43,17 @@ def stage_assignee_users(stage: ApprovalStage) -> QuerySet:
     )
 
 
-def approval_queue_for(
-    user: Any, *, scope: str = "all", now: datetime | None = None
-) -> QuerySet[ApprovalRequest]:
-    """Pending requests waiting for ``user``: their open stage is assigned to the user or one of
-    their groups, or claimed by them. Each row is annotated with ``is_overdue`` (the stage's
-    deadline passed) and ``claimed_by_me``; most urgent first.
+def waiting_for_q(user: Any, scope: str = "all") -> Q:
+    """The condition behind ``approval_queue_for``, to filter any request queryset with.
 
-    Left out: the user's own requests (they cannot approve them) and requests the user already
-    approved a stage of (one person approves at most one stage). ``scope`` narrows the queue to
-    ``assigned`` (named personally), ``groups``, ``claimed`` or ``overdue``.
+    Pending requests whose open stage names the user or one of their groups (``assigned``,
+    ``groups``) or is claimed by them (``claimed``); not the user's own requests (they cannot
+    approve them) nor those the user already approved a stage of (one person approves at most
+    one stage). Every such request is one the user may see (``approvals_visible_to``): they
+    are assigned, or their claim is on record.
     """
-    if scope not in QUEUE_SCOPES:
+    if scope not in ("all", "assigned", "groups", "claimed"):
         raise ValueError(f"scope must be one of {', '.join(QUEUE_SCOPES)}")
-    now = now or clock.now()
     # Each way of being assigned is its own IN over one through table, which PostgreSQL runs
     # once as a hashed subplan; an OR across the many-to-many joins instead made it
     # materialise every candidate (measured at 100,000 pending: see bench/README.md).
@@ -72,18 +69,33 @@ def approval_queue_for(
         "claimed": Q(current_stage__claimed_by=user),
     }
     where = mine[scope] if scope in mine else mine["assigned"] | mine["groups"] | mine["claimed"]
-    # NOT IN over the user's own few approvals: a filter applied while scanning, so the sort
-    # below sits right under the page's LIMIT (a bounded top-N sort). As NOT EXISTS it was
-    # planned above the sort, which then sorted every matching row on disk.
+    # NOT IN over the user's own few approvals: a filter applied while scanning, so a sort sits
+    # right under the page's LIMIT (a bounded top-N sort). As NOT EXISTS it was planned above
+    # the sort, which then sorted every matching row on disk.
     approved_before = DecisionRecord.objects.filter(
         actor=user, action__in=APPROVING_ACTIONS
     ).values("request_id")
+    return (
+        where
+        & Q(status=ApprovalStatus.PENDING, current_stage__status=StageStatus.OPEN)
+        & ~Q(requester=user)
+        & ~Q(pk__in=approved_before)
+    )
+
+
+def approval_queue_for(
+    user: Any, *, scope: str = "all", now: datetime | None = None
+) -> QuerySet[ApprovalRequest]:
+    """Pending requests waiting for ``user`` (see ``waiting_for_q``). Each row is annotated with
+    ``is_overdue`` (the stage's deadline passed) and ``claimed_by_me``; most urgent first.
+    ``scope`` narrows the queue to ``assigned`` (named personally), ``groups``, ``claimed`` or
+    ``overdue``.
+    """
+    if scope not in QUEUE_SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(QUEUE_SCOPES)}")
+    now = now or clock.now()
     queue = (
-        ApprovalRequest.objects.filter(
-            where, status=ApprovalStatus.PENDING, current_stage__status=StageStatus.OPEN
-        )
-        .exclude(requester=user)
-        .exclude(pk__in=approved_before)
+        ApprovalRequest.objects.filter(waiting_for_q(user, "all" if scope == "overdue" else scope))
         # The page's rows are chosen from requests and their open stage alone; runs and
         # requesters are fetched for those rows only (two small queries), so PostgreSQL does
         # not join 100,000 runs to sort them and keep 50.

@@ -4,7 +4,7 @@ from django.db.models import Q
 from workflows import clock
 
 from ..models import ApprovalRequest, ApprovalStatus, StageStatus
-from ..selectors import approval_queue_for
+from ..selectors import waiting_for_q
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -23,8 +23,10 @@ class ApprovalFilter(django_filters.FilterSet):
         fields = ["status", "workflow", "run", "assigned_to_me", "overdue"]
 
     def filter_assigned(self, queryset, name, value):
-        mine = approval_queue_for(self.request.user).values("pk")
-        return queryset.filter(pk__in=mine) if value else queryset.exclude(pk__in=mine)
+        # The condition itself rather than "pk IN (the queue)": PostgreSQL can then walk the
+        # list's own order and stop at the page instead of building the whole queue first.
+        mine = waiting_for_q(self.request.user)
+        return queryset.filter(mine) if value else queryset.exclude(mine)
 
     def filter_overdue(self, queryset, name, value):
         overdue = Q(

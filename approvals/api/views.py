@@ -39,7 +39,13 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
-        queryset = selectors.approvals_visible_to(self.request.user)
+        user = self.request.user
+        if self.action == "list" and self._only_waiting_for_me() and user.is_active:
+            # The filter keeps only requests waiting for the user, all of which they may see
+            # (``waiting_for_q``): the visibility subquery would only repeat that work.
+            queryset = ApprovalRequest.objects.all()
+        else:
+            queryset = selectors.approvals_visible_to(user)
         if self.action in ACTIONS:
             # The decision service locks and re-reads the request; the answer is built from a
             # fresh read afterwards. Progress and prefetches here would be read and thrown away.
@@ -48,6 +54,11 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if self.action != "list":
             queryset = queryset.prefetch_related(*DETAIL_PREFETCH)
         return queryset
+
+    def _only_waiting_for_me(self) -> bool:
+        # Read with the filter's own widget, so "applied" here means applied by the filter.
+        widget = ApprovalFilter.base_filters["assigned_to_me"].field.widget
+        return widget.value_from_datadict(self.request.query_params, {}, "assigned_to_me") is True
 
     def get_serializer_class(self):
         return s.ApprovalSerializer if self.action == "list" else s.ApprovalDetailSerializer
