@@ -74,6 +74,26 @@ def test_list_filters(team):
     assert bad.status_code == 400 and "status" in bad.json()["fields"]
 
 
+def test_waiting_for_me_never_widens_what_a_user_sees(team):
+    """With ``assigned_to_me`` on, the list skips the visibility query (the queue is a subset of
+    it); spellings the filter does not read as "on" must keep the visibility query."""
+    ask(title="For reviewers")
+    ask(title="For otto", users=["otto"], groups=[])
+    ann = token_client(team.ann)
+    for query in ("assigned_to_me=true", "assigned_to_me=True"):
+        titles = [r["title"] for r in ann.get(f"/api/v1/approvals/?{query}").json()["results"]]
+        assert titles == ["For reviewers"], query
+    for query in ("assigned_to_me=1", "assigned_to_me=yes", "assigned_to_me="):
+        titles = [r["title"] for r in ann.get(f"/api/v1/approvals/?{query}").json()["results"]]
+        assert titles == ["For reviewers"], query  # never otto's
+    off = ann.get("/api/v1/approvals/?assigned_to_me=false").json()["results"]
+    assert off == []  # visible to ann but not waiting for her: nothing here
+    assert (
+        token_client(team.rita).get("/api/v1/approvals/?assigned_to_me=true").json()["results"]
+        == []
+    )  # the requester sees her requests, but they never wait for her
+
+
 def test_detail_shows_stages_history_and_payload(team):
     _, request = ask(payload={"amount": 250})
     body = token_client(team.ann).get(f"/api/v1/approvals/{request.pk}/").json()
