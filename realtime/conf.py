@@ -13,10 +13,11 @@ DEFAULTS: dict[str, Any] = {
     # How long the relay keeps looking for an id that was skipped (a transaction that took an
     # id but had not committed yet, on PostgreSQL) before deciding it was rolled back.
     "HITL_REALTIME_RELAY_HOLE_SECONDS": 30.0,
-    # Upper bound on one publish to the channel layer from a committing process (seconds).
+    # Upper bound on one send of queued events to the channel layer (seconds); also how long
+    # an exiting process waits for its publish queue to drain.
     "HITL_REALTIME_PUBLISH_TIMEOUT": 1.0,
-    # Events that failed to publish are kept (up to this many, oldest dropped first) and
-    # retried in the background every HITL_REALTIME_PUBLISH_RETRY seconds, in order.
+    # Events queued for publishing (up to this many, oldest dropped first); while the layer is
+    # unreachable the queue is retried every HITL_REALTIME_PUBLISH_RETRY seconds, in order.
     "HITL_REALTIME_PUBLISH_BACKLOG": 10_000,
     "HITL_REALTIME_PUBLISH_RETRY": 2.0,
     # Largest text frame a client may send (bytes); larger ones close the socket (4413).

@@ -10,15 +10,18 @@ Two paths, chosen by the channel layer (``HITL_REALTIME_DELIVERY``, default "aut
   and committing processes send nothing.
 
 Either way delivery is best effort: the channel layer is at-most-once, so clients reconnect
-with ``since`` and the consumers fill any gap from the database. A failed publish is logged,
-retried from a bounded backlog, and never reaches the code that committed.
+with ``since`` and the consumers fill any gap from the database. Publishing is queued, never
+waited for by the code that committed; a failed publish is logged and retried from the bounded
+queue.
 """
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -33,8 +36,8 @@ from .messages import group_message
 
 log = logging.getLogger(__name__)
 
-# Backlog events sent per retry attempt.
-RETRY_CHUNK = 100
+# Most events the sender sends before it looks at the queue again.
+SEND_CHUNK = 500
 
 
 def uses_relay() -> bool:
@@ -75,15 +78,18 @@ def on_events_committed(
 class Publisher:
     """Publishes from synchronous code through one event loop kept for the process.
 
-    ``async_to_sync`` would build (and tear down) an event loop and a Redis connection per
-    commit; a long-lived loop in a daemon thread keeps channels-redis' connection pool warm.
-    The committing thread waits at most ``HITL_REALTIME_PUBLISH_TIMEOUT``, so events of one
-    thread go out in commit order and a dead layer costs one bounded delay.
+    ``publish`` only queues the rows: the committing thread (a worker between two steps, a
+    request answering a decision) never waits for Redis. One sender task in a long-lived loop
+    (in a daemon thread, so channels-redis' connection pool stays warm) sends the queue in
+    order, everything queued since its last send at once, so events of this process reach each
+    group in commit order.
 
-    Events that could not be sent are kept, in order, in a bounded backlog that the loop
-    retries in the background; while it is not empty new events queue behind it and the
-    committing code does not wait at all. The first retry comes quickly because the usual
-    failure after a Redis restart is one stale pooled connection.
+    When the layer fails, the rows stay queued (up to ``HITL_REALTIME_PUBLISH_BACKLOG``, oldest
+    dropped first) and the sender tries again, quickly the first time because the usual failure
+    after a Redis restart is one stale pooled connection, then every
+    ``HITL_REALTIME_PUBLISH_RETRY`` seconds. At interpreter exit the queue gets up to
+    ``HITL_REALTIME_PUBLISH_TIMEOUT`` to drain, so a short-lived process (a management command)
+    does not exit before its events are out.
     """
 
     def __init__(self) -> None:
@@ -94,75 +100,78 @@ class Publisher:
         )
         self._thread.start()
         self._lock = threading.Lock()
-        self._backlog: deque[tuple[int, dict[str, Any]]] = deque()
+        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
         self._numbers = itertools.count(1)
-        self._retrying = False
+        self._sending = False
+        self._failing = False
+        atexit.register(self.flush)
 
-    def publish(self, rows: list[dict[str, Any]]) -> bool:
-        """True if sent now; False if kept for the background retry."""
+    def publish(self, rows: list[dict[str, Any]]) -> None:
+        """Queue the rows for the sender; returns at once."""
         with self._lock:
-            if self._backlog:
-                self._keep(rows)
-                return False
-        future = asyncio.run_coroutine_threadsafe(self._send(rows), self._loop)
-        try:
-            future.result(timeout=setting("HITL_REALTIME_PUBLISH_TIMEOUT"))
-        except Exception as exc:
-            future.cancel()
-            log.warning(
-                "Publishing run events failed (%s: %s); retrying in the background",
-                type(exc).__name__,
-                exc,
-            )
-            with self._lock:
-                self._keep(rows)
-                start, self._retrying = not self._retrying, True
-            if start:
-                self._loop.call_soon_threadsafe(self._loop.create_task, self._retry())
-            return False
-        return True
+            self._keep(rows)
+            if self._sending:
+                return
+            self._sending = True
+        self._loop.call_soon_threadsafe(self._loop.create_task, self._sender())
 
     @property
     def backlog(self) -> int:
-        return len(self._backlog)
+        """Rows queued and not yet sent."""
+        return len(self._queue)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued was sent (True) or ``timeout`` passed (False)."""
+        if timeout is None:
+            timeout = setting("HITL_REALTIME_PUBLISH_TIMEOUT")
+        deadline = time.monotonic() + timeout
+        while self._queue or self._sending:
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            time.sleep(0.005)
+        return True
 
     def _keep(self, rows: list[dict[str, Any]]) -> None:
-        self._backlog.extend((next(self._numbers), row) for row in rows)
-        overflow = len(self._backlog) - setting("HITL_REALTIME_PUBLISH_BACKLOG")
+        self._queue.extend((next(self._numbers), row) for row in rows)
+        overflow = len(self._queue) - setting("HITL_REALTIME_PUBLISH_BACKLOG")
         for _ in range(overflow):
-            self._backlog.popleft()
+            self._queue.popleft()
         if overflow > 0:
             log.warning("Publish backlog full: dropped the %d oldest events", overflow)
 
-    async def _retry(self) -> None:
-        delay = 0.1
+    async def _sender(self) -> None:
         while True:
-            await asyncio.sleep(delay)
             with self._lock:
-                chunk = list(itertools.islice(self._backlog, RETRY_CHUNK))
+                chunk = list(itertools.islice(self._queue, SEND_CHUNK))
                 if not chunk:
-                    self._retrying = False
+                    self._sending = False
                     return
             try:
                 await asyncio.wait_for(
-                    self._send([row for _, row in chunk]),
-                    timeout=setting("HITL_REALTIME_PUBLISH_TIMEOUT") * 5,
+                    forward(get_channel_layer(), [row for _, row in chunk]),
+                    timeout=setting("HITL_REALTIME_PUBLISH_TIMEOUT"),
                 )
-            except Exception:
-                delay = setting("HITL_REALTIME_PUBLISH_RETRY")
-                log.debug("Publishing the backlog failed; next try in %s s", delay, exc_info=True)
+            except Exception as exc:
+                delay = setting("HITL_REALTIME_PUBLISH_RETRY") if self._failing else 0.1
+                if not self._failing:
+                    log.warning(
+                        "Publishing run events failed (%s: %s); retrying in the background",
+                        type(exc).__name__,
+                        exc,
+                    )
+                self._failing = True
+                await asyncio.sleep(delay)
                 continue
-            delay = 0
+            if self._failing:
+                self._failing = False
+                log.warning("Publishing run events works again")
             with self._lock:
-                while self._backlog and self._backlog[0][0] <= chunk[-1][0]:
-                    self._backlog.popleft()
-                if not self._backlog:
-                    log.warning("Publishing run events works again; backlog sent")
-
-    async def _send(self, rows: list[dict[str, Any]]) -> None:
-        await forward(get_channel_layer(), rows)
+                while self._queue and self._queue[0][0] <= chunk[-1][0]:
+                    self._queue.popleft()
 
     def close(self) -> None:
+        atexit.unregister(self.flush)
+
         def stop() -> None:
             for task in asyncio.all_tasks(self._loop):
                 task.cancel()

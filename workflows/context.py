@@ -72,6 +72,8 @@ class Context:
         self._started = time.monotonic()
         self._budget = settings.HITL_ADVANCE_BUDGET_SECONDS
         self._current_step: tuple[int, str] | None = None
+        # The last step's completion, written with the next journal write (journal.Finished).
+        self.finished: journal.Finished | None = None
         # A replay error the workflow might catch and ignore; the engine fails the run anyway.
         self.fatal_error: WorkflowError | None = None
 
@@ -147,8 +149,16 @@ class Context:
         retries = settings.HITL_STEP_RETRIES if retries is None else retries
         max_attempts = max(1, int(retries) + 1)
         step = journal.step_begin(
-            self.run_id, self._owner, sequence, name, StepKind.STEP, max_attempts, existing=record
+            self.run_id,
+            self._owner,
+            sequence,
+            name,
+            StepKind.STEP,
+            max_attempts,
+            existing=record,
+            finished=self.finished,
         )
+        self.finished = None
         try:
             with self._in_step(sequence, name):
                 value = fn(*args, **kwargs)
@@ -160,8 +170,14 @@ class Context:
                 raise RetryLater() from exc
             journal.step_fail(self.run_id, self._owner, step, exc)
             raise StepFailed(name, type(exc).__qualname__, str(exc)) from exc
-        journal.step_complete(self.run_id, self._owner, step, value)
+        self.finished = journal.Finished(step, value)
         return value
+
+    def flush(self) -> None:
+        """Write a completion still held back (when the advance ends without another write)."""
+        if self.finished is not None:
+            journal.step_complete(self.run_id, self._owner, self.finished)
+            self.finished = None
 
     @staticmethod
     def _backoff(base: float | timedelta | None, attempt: int) -> float:
@@ -207,7 +223,9 @@ class Context:
             request=request,
             deadline=deadline,
             on_create=on_create,
+            finished=self.finished,
         )
+        self.finished = None
         if wait.is_open:
             raise Suspend()
         return journal.wait_consume(self.run_id, self._owner, wait)
@@ -284,7 +302,15 @@ class Context:
             payload,
             event_type=type,
             event_data=payload,
+            finished=self.finished,
         )
+        self.finished = None
+
+    def _record_value(self, sequence: int, name: str, value: Any) -> None:
+        journal.record_value(
+            self.run_id, self._owner, sequence, name, StepKind.VALUE, value, finished=self.finished
+        )
+        self.finished = None
 
     def now(self) -> datetime:
         """The current time, recorded: a replay returns the same instant."""
@@ -292,9 +318,7 @@ class Context:
         if record is not None:
             return parse_datetime(record.result)
         value = clock.now()
-        journal.record_value(
-            self.run_id, self._owner, sequence, "now", StepKind.VALUE, value.isoformat()
-        )
+        self._record_value(sequence, "now", value.isoformat())
         return value
 
     def uuid4(self) -> uuid.UUID:
@@ -303,9 +327,7 @@ class Context:
         if record is not None:
             return uuid.UUID(record.result)
         value = uuid.uuid4()
-        journal.record_value(
-            self.run_id, self._owner, sequence, "uuid4", StepKind.VALUE, str(value)
-        )
+        self._record_value(sequence, "uuid4", str(value))
         return value
 
 

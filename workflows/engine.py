@@ -98,17 +98,7 @@ def advance(run_id: Any) -> str:
     steps = {step.sequence: step for step in run.steps.all()}
     ctx = Context(run, steps, owner)
     try:
-        result = definition.fn(ctx, run.input)
-        if ctx.fatal_error is not None:
-            raise ctx.fatal_error
-        result = to_json(result, what="workflow result")
-    except Suspend:
-        return "waiting"
-    except RetryLater:
-        return "retry"
-    except YieldRun:
-        journal.run_yield(run.id, owner)
-        return "yielded"
+        return _replay(definition.fn, ctx, run, owner)
     except journal.LeaseLost:
         log.info("Run %s was cancelled or taken over while this worker advanced it", run.id)
         return "lost"
@@ -120,9 +110,31 @@ def advance(run_id: Any) -> str:
             "Database error while advancing run %s; it will be recovered", run.id, exc_info=True
         )
         return "db-error"
+
+
+def _replay(fn: Any, ctx: Context, run: WorkflowRun, owner: str) -> str:
+    """Call the workflow function and write how the advance ended (with ``ctx.finished``, the
+    last step's completion, in the same transaction)."""
+    try:
+        result = fn(ctx, run.input)
+        if ctx.fatal_error is not None:
+            raise ctx.fatal_error
+        result = to_json(result, what="workflow result")
+    except Suspend:
+        return "waiting"
+    except RetryLater:
+        ctx.flush()
+        return "retry"
+    except YieldRun:
+        journal.run_yield(run.id, owner, finished=ctx.finished)
+        return "yielded"
+    except (journal.LeaseLost, OperationalError, InterfaceError):
+        raise
     except Exception as exc:
         # A replay error wins over whatever the workflow did with it afterwards.
         error = ctx.fatal_error or exc
         log.warning("Run %s failed: %s", run.id, error)
-        return "failed" if journal.run_fail(run.id, owner, error) else "lost"
-    return "completed" if journal.run_complete(run.id, owner, result) else "lost"
+        failed = journal.run_fail(run.id, owner, error, finished=ctx.finished)
+        return "failed" if failed else "lost"
+    done = journal.run_complete(run.id, owner, result, finished=ctx.finished)
+    return "completed" if done else "lost"

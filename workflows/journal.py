@@ -6,6 +6,7 @@ over after its lease expired) gets ``LeaseLost`` and records nothing.
 """
 
 import traceback as tb
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,21 @@ def describe_exception(exc: BaseException) -> dict[str, str]:
 # --- steps ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A step whose code returned but whose completion is not written yet.
+
+    The engine writes a completion in the same transaction as the run's next journal write
+    (the next step's start, a wait, the run's end), which halves the commits per step. Nothing
+    runs between the two but the workflow's own deterministic code, so a crash in between is
+    the same as a crash just before the completion committed: the step runs again, as it would
+    have anyway.
+    """
+
+    step: Step
+    result: Any
+
+
 def step_begin(
     run_id: Any,
     owner: str,
@@ -67,6 +83,7 @@ def step_begin(
     kind: str,
     max_attempts: int,
     existing: Step | None = None,
+    finished: Finished | None = None,
 ) -> Step:
     """Record that an attempt of a step starts, before its code runs (so a crash is visible).
 
@@ -74,11 +91,16 @@ def step_begin(
     run never starts another step. ``existing`` is the step's record from the replay (a retry,
     or a re-run after a crash); without one this is the first attempt: a single
     ``INSERT ... SELECT ... WHERE <lease still ours>``, the hot path of every step.
+    ``finished``: the previous step's completion, written in the same transaction.
     """
     now = clock.now()
-    if existing is None:
+    if existing is None and finished is None:
         return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
     with transaction.atomic():
+        if finished is not None:
+            write_completion(run_id, owner, finished, now)
+        if existing is None:
+            return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
         renew_lease(run_id, owner)
         step = existing
         step.status = StepStatus.RUNNING
@@ -143,34 +165,43 @@ def _insert_first_attempt(
     )
 
 
-def step_complete(run_id: Any, owner: str, step: Step, result: Any) -> None:
-    now = clock.now()
+def step_complete(run_id: Any, owner: str, finished: Finished) -> None:
+    """Write a completion on its own (when no other journal write follows to carry it)."""
     with transaction.atomic():
-        # Lease renewal and the event's sequence number in one statement.
-        seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
-        if seq is None:
-            raise LeaseLost()
-        Step.objects.filter(pk=step.pk).update(
-            status=StepStatus.COMPLETED,
-            result=result,
-            finished_at=now,
-            error="",
-            error_type="",
-            traceback="",
-        )
-        record_event(
-            run_id,
-            "step.finished",
-            seq=seq,
-            data={
-                "step": step.name,
-                "sequence": step.sequence,
-                "kind": step.kind,
-                "status": "completed",
-                "attempts": step.attempts,
-                "duration_ms": _ms(step.started_at, now),
-            },
-        )
+        write_completion(run_id, owner, finished, clock.now())
+
+
+def write_completion(run_id: Any, owner: str, finished: Finished, now: datetime) -> None:
+    """Inside the caller's transaction: the step is completed, with its ``step.finished`` event.
+
+    Raises ``LeaseLost`` (and so rolls the transaction back) if the run is no longer ours.
+    """
+    step = finished.step
+    # Lease renewal and the event's sequence number in one statement.
+    seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
+    if seq is None:
+        raise LeaseLost()
+    Step.objects.filter(pk=step.pk).update(
+        status=StepStatus.COMPLETED,
+        result=finished.result,
+        finished_at=now,
+        error="",
+        error_type="",
+        traceback="",
+    )
+    record_event(
+        run_id,
+        "step.finished",
+        seq=seq,
+        data={
+            "step": step.name,
+            "sequence": step.sequence,
+            "kind": step.kind,
+            "status": "completed",
+            "attempts": step.attempts,
+            "duration_ms": _ms(step.started_at, now),
+        },
+    )
 
 
 def step_schedule_retry(
@@ -241,11 +272,12 @@ def record_value(
     *,
     event_type: str | None = None,
     event_data: dict | None = None,
+    finished: Finished | None = None,
 ) -> None:
     """Record a value (ctx.now(), ctx.uuid4(), ctx.emit()) so replays return the same one."""
     now = clock.now()
     with transaction.atomic():
-        renew_lease(run_id, owner)
+        _lease_or_completion(run_id, owner, finished, now)
         Step.objects.create(
             run_id=run_id,
             sequence=sequence,
@@ -259,6 +291,14 @@ def record_value(
         )
         if event_type:
             record_event(run_id, event_type, event_data)
+
+
+def _lease_or_completion(run_id: Any, owner: str, finished: Finished | None, now: datetime) -> None:
+    """Both renew the lease (or raise ``LeaseLost``); a pending completion does it for free."""
+    if finished is None:
+        renew_lease(run_id, owner)
+    else:
+        write_completion(run_id, owner, finished, now)
 
 
 # --- waits ----------------------------------------------------------------------------------
@@ -275,6 +315,7 @@ def wait_enter(
     request: dict | None = None,
     deadline: datetime | None = None,
     on_create: Any = None,
+    finished: Finished | None = None,
 ) -> WaitPoint:
     """Register the wait (once) and, if it is not already satisfied, suspend the run.
 
@@ -284,7 +325,7 @@ def wait_enter(
     """
     now = clock.now()
     with transaction.atomic():
-        renew_lease(run_id, owner)
+        _lease_or_completion(run_id, owner, finished, now)
         wait, created = WaitPoint.objects.get_or_create(
             run_id=run_id,
             sequence=sequence,
@@ -431,9 +472,11 @@ def wake(run_id: Any, now: datetime) -> bool:
 # --- the run as a whole ---------------------------------------------------------------------
 
 
-def run_complete(run_id: Any, owner: str, result: Any) -> bool:
+def run_complete(run_id: Any, owner: str, result: Any, finished: Finished | None = None) -> bool:
     now = clock.now()
     with transaction.atomic():
+        if finished is not None:
+            write_completion(run_id, owner, finished, now)
         done = transition(
             run_id,
             RunStatus.COMPLETED,
@@ -450,11 +493,15 @@ def run_complete(run_id: Any, owner: str, result: Any) -> bool:
     return done
 
 
-def run_fail(run_id: Any, owner: str | None, exc: BaseException) -> bool:
+def run_fail(
+    run_id: Any, owner: str | None, exc: BaseException, finished: Finished | None = None
+) -> bool:
     now = clock.now()
     details = describe_exception(exc)
     where = Q(lease_owner=owner) if owner else None
     with transaction.atomic():
+        if finished is not None and owner:
+            write_completion(run_id, owner, finished, now)
         done = transition(
             run_id,
             RunStatus.FAILED,
@@ -479,10 +526,12 @@ def run_fail(run_id: Any, owner: str | None, exc: BaseException) -> bool:
     return done
 
 
-def run_yield(run_id: Any, owner: str) -> None:
+def run_yield(run_id: Any, owner: str, finished: Finished | None = None) -> None:
     """Give the run back to the queue (time budget used up); another task continues it."""
     now = clock.now()
     with transaction.atomic():
+        if finished is not None:
+            write_completion(run_id, owner, finished, now)
         moved = transition(
             run_id,
             RunStatus.PENDING,
@@ -502,4 +551,4 @@ def _ms(start: datetime | None, end: datetime) -> int | None:
     return int((end - start).total_seconds() * 1000) if start else None
 
 
-__all__ = ["LeaseLost", "StepKind"]
+__all__ = ["Finished", "LeaseLost", "StepKind"]

@@ -310,3 +310,78 @@ def test_a_step_cannot_start_once_the_run_is_no_longer_this_workers():
     with pytest.raises(journal.LeaseLost):  # cancelled: not even its owner starts a step
         journal.step_begin(run.pk, "worker-a", 1, "second", "step", 1)
     assert list(Step.objects.filter(run=run).values_list("name", flat=True)) == ["first"]
+
+
+def test_a_workflow_that_fails_after_a_step_keeps_the_step_completed():
+    from workflows.registry import registry, workflow
+
+    @workflow("fails-after-step")
+    def flow(ctx, data):
+        ctx.step("charge", lambda: 42)
+        raise ValueError("out of stock")
+
+    try:
+        run = start("fails-after-step", {})
+        assert run_until_idle() == ["failed"]
+        run.refresh_from_db()
+        assert run.status == RunStatus.FAILED and "out of stock" in run.error
+        # The step's completion is written with the run's failure, in order, nothing lost.
+        charge = Step.objects.get(run=run, name="charge")
+        assert (charge.status, charge.result) == (StepStatus.COMPLETED, 42)
+        events = list(RunEvent.objects.filter(run=run).values_list("seq", "type"))
+        assert [t for _, t in events] == ["run.started", "step.finished", "run.finished"]
+        assert [s for s, _ in events] == [1, 2, 3]
+    finally:
+        registry.unregister("fails-after-step")
+
+
+def test_a_step_whose_completion_did_not_commit_runs_again_and_nothing_half_written(
+    monkeypatch,
+):
+    """A step counts as done only once its completion commits. Here the database connection
+    fails at the next journal write (which carries the completion): the step is re-run after
+    the lease expires, exactly as after a crash just before the completion committed."""
+    from django.conf import settings
+    from django.db import OperationalError
+
+    from workflows import journal
+    from workflows.registry import registry, workflow
+
+    calls = []
+
+    @workflow("cut-between-steps")
+    def flow(ctx, data):
+        a = ctx.step("a", lambda: calls.append("a") or len(calls))
+        b = ctx.step("b", lambda: calls.append("b") or len(calls))
+        return [a, b]
+
+    real_begin = journal.step_begin
+
+    def cut_once(run_id, owner, sequence, *args, **kwargs):
+        if sequence == 1 and not cut:
+            cut.append(sequence)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_begin(run_id, owner, sequence, *args, **kwargs)
+
+    cut: list[int] = []
+    monkeypatch.setattr(journal, "step_begin", cut_once)
+    try:
+        run = start("cut-between-steps", {})
+        assert run_until_idle() == ["db-error"]
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING
+        assert list(Step.objects.filter(run=run).values_list("name", "status")) == [
+            ("a", StepStatus.RUNNING)
+        ]
+        assert not RunEvent.objects.filter(run=run, type="step.finished").exists()
+
+        # The "dead" worker's lease expires; the run is claimable by another worker.
+        clock.travel(timedelta(seconds=settings.HITL_LEASE_SECONDS + 1))
+        assert run_until_idle() == ["completed"]
+        run.refresh_from_db()
+        assert run.result == [2, 3] and calls == ["a", "a", "b"]
+        assert run.recovery_count == 1
+        types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+        assert types.count("step.finished") == 2
+    finally:
+        registry.unregister("cut-between-steps")
