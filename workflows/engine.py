@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
-from . import clock, journal
+from . import clock, fastpath, journal
 from .context import Context, RetryLater, Suspend, YieldRun
 from .errors import WorkflowError
 from .models import RunStatus, WorkflowRun
@@ -34,30 +34,32 @@ def claimable(now) -> Q:
 def claim(run_id: Any, owner: str) -> WorkflowRun | None:
     """Take the run for this worker, or return None if it is not ours to advance now.
 
-    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED``, so a second worker delivered the same
-    task moves on at once instead of queueing behind the first. SQLite (where select_for_update
-    is a no-op): the conditional UPDATE in ``transition`` is the guard; its row count decides.
-    """
-    from django.conf import settings
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` feeding the ``UPDATE`` in one statement
+    (``fastpath.claim``), so a second worker delivered the same task moves on at once instead
+    of queueing behind the first. SQLite (where select_for_update is a no-op): the conditional
+    UPDATE in ``transition`` is the guard; its row count decides.
 
+    The run returned carries ``advance_count`` after the claim; ``status`` and
+    ``recovery_count`` as before it.
+    """
     now = clock.now()
+    if fastpath.available():
+        run = fastpath.claim(run_id, owner, now=now, lease_until=journal.lease_until(now))
+    else:
+        run = _claim_orm(run_id, owner, now)
+    if run is None:
+        return None
+    # A running run was reclaimed from a worker whose lease expired.
+    if run.status == RunStatus.RUNNING and not _recover(run, owner):
+        return None
+    run.status = RunStatus.RUNNING
+    return run
+
+
+def _claim_orm(run_id: Any, owner: str, now) -> WorkflowRun | None:
     with transaction.atomic():
-        query = WorkflowRun.objects.filter(claimable(now), pk=run_id)
-        if transaction.get_connection().features.has_select_for_update_skip_locked:
-            query = query.select_for_update(skip_locked=True)
-        run = query.first()
+        run = WorkflowRun.objects.filter(claimable(now), pk=run_id).first()
         if run is None:
-            return None
-        reclaiming = run.status == RunStatus.RUNNING
-        if reclaiming and run.recovery_count >= settings.HITL_MAX_RECOVERIES:
-            journal.run_fail(
-                run_id,
-                None,
-                WorkflowError(
-                    f"The worker advancing this run died {run.recovery_count + 1} times "
-                    f"(limit HITL_MAX_RECOVERIES={settings.HITL_MAX_RECOVERIES}); giving up."
-                ),
-            )
             return None
         fields: dict[str, Any] = {
             "lease_owner": owner,
@@ -67,18 +69,39 @@ def claim(run_id: Any, owner: str) -> WorkflowRun | None:
             "advance_count": F("advance_count") + 1,
             "started_at": Coalesce(F("started_at"), Value(now)),
         }
+        reclaiming = run.status == RunStatus.RUNNING
         if reclaiming:
             fields["recovery_count"] = F("recovery_count") + 1
-        frm = [RunStatus.RUNNING] if reclaiming else [RunStatus.PENDING]
         if not transition(
-            run_id, RunStatus.RUNNING, frm=frm, where=claimable(now), strict=False, **fields
+            run_id,
+            RunStatus.RUNNING,
+            frm=[run.status],
+            where=claimable(now),
+            strict=False,
+            **fields,
         ):
             return None
-        if reclaiming:
-            journal.record_event(run_id, "run.recovered", {"recovery": run.recovery_count + 1})
-    # The row as read before the UPDATE: only the columns the replay needs are used.
-    run.status = RunStatus.RUNNING
+    run.advance_count += 1
     return run
+
+
+def _recover(run: WorkflowRun, owner: str) -> bool:
+    """The run was reclaimed: count it, or give up on it past ``HITL_MAX_RECOVERIES``."""
+    from django.conf import settings
+
+    if run.recovery_count >= settings.HITL_MAX_RECOVERIES:
+        journal.run_fail(
+            run.id,
+            owner,
+            WorkflowError(
+                f"The worker advancing this run died {run.recovery_count + 1} times "
+                f"(limit HITL_MAX_RECOVERIES={settings.HITL_MAX_RECOVERIES}); giving up."
+            ),
+        )
+        return False
+    with transaction.atomic():
+        journal.record_event(run.id, "run.recovered", {"recovery": run.recovery_count + 1})
+    return True
 
 
 def advance(run_id: Any) -> str:
@@ -95,7 +118,9 @@ def advance(run_id: Any) -> str:
         journal.run_fail(run.id, owner, exc)
         return "failed"
 
-    steps = {step.sequence: step for step in run.steps.all()}
+    # A run advanced for the first time has no journal yet: no need to read it.
+    first = run.advance_count == 1
+    steps = {} if first else {step.sequence: step for step in run.steps.all()}
     ctx = Context(run, steps, owner)
     try:
         return _replay(definition.fn, ctx, run, owner)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from . import clock
+from . import clock, fastpath
 from .models import (
     EventMessage,
     RunStatus,
@@ -96,6 +96,23 @@ def step_begin(
     now = clock.now()
     if existing is None and finished is None:
         return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
+    if existing is None and finished is not None and fastpath.available():
+        step_id = fastpath.complete_and_begin(
+            run_id,
+            owner,
+            step_id=finished.step.pk,
+            result=finished.result,
+            event_data=_finished_data(finished.step, now),
+            sequence=sequence,
+            name=name,
+            kind=kind,
+            max_attempts=max_attempts,
+            now=now,
+            lease_until=lease_until(now),
+        )
+        if step_id is None:
+            raise LeaseLost()
+        return _new_step(step_id, run_id, sequence, name, kind, max_attempts, now)
     with transaction.atomic():
         if finished is not None:
             write_completion(run_id, owner, finished, now)
@@ -152,8 +169,14 @@ def _insert_first_attempt(
         row = cursor.fetchone()
     if row is None:
         raise LeaseLost()
+    return _new_step(row[0], run_id, sequence, name, kind, max_attempts, now)
+
+
+def _new_step(
+    pk: int, run_id: Any, sequence: int, name: str, kind: str, max_attempts: int, now: datetime
+) -> Step:
     return Step(
-        pk=row[0],
+        pk=pk,
         run_id=run_id,
         sequence=sequence,
         name=name,
@@ -189,19 +212,18 @@ def write_completion(run_id: Any, owner: str, finished: Finished, now: datetime)
         error_type="",
         traceback="",
     )
-    record_event(
-        run_id,
-        "step.finished",
-        seq=seq,
-        data={
-            "step": step.name,
-            "sequence": step.sequence,
-            "kind": step.kind,
-            "status": "completed",
-            "attempts": step.attempts,
-            "duration_ms": _ms(step.started_at, now),
-        },
-    )
+    record_event(run_id, "step.finished", seq=seq, data=_finished_data(step, now))
+
+
+def _finished_data(step: Step, now: datetime) -> dict:
+    return {
+        "step": step.name,
+        "sequence": step.sequence,
+        "kind": step.kind,
+        "status": "completed",
+        "attempts": step.attempts,
+        "duration_ms": _ms(step.started_at, now),
+    }
 
 
 def step_schedule_retry(
@@ -474,6 +496,16 @@ def wake(run_id: Any, now: datetime) -> bool:
 
 def run_complete(run_id: Any, owner: str, result: Any, finished: Finished | None = None) -> bool:
     now = clock.now()
+    if finished is not None and fastpath.available():
+        return fastpath.complete_run(
+            run_id,
+            owner,
+            step_id=finished.step.pk,
+            step_result=finished.result,
+            step_event_data=_finished_data(finished.step, now),
+            result=result,
+            now=now,
+        )
     with transaction.atomic():
         if finished is not None:
             write_completion(run_id, owner, finished, now)

@@ -60,11 +60,11 @@ def record_event(
     event = RunEvent.objects.create(
         run_id=run_id, seq=seq, type=type, data=to_json(data or {}, what="event data")
     )
-    _publish_after_commit([event])
+    publish_after_commit([event])
     return event
 
 
-def _publish_after_commit(events: Iterable[RunEvent]) -> None:
+def publish_after_commit(events: Iterable[RunEvent]) -> None:
     # The rows travel with the signal so listeners need not read back what was just written.
     events = list(events)
     transaction.on_commit(

@@ -32,6 +32,20 @@ def sources_for(target: str) -> frozenset[str]:
     return frozenset(src for src, targets in ALLOWED.items() if target in targets)
 
 
+def _sources(to: str, frm: Iterable[str] | None) -> frozenset[str]:
+    legal = sources_for(to)
+    sources = legal if frm is None else legal & frozenset(frm)
+    if frm is not None and not sources:
+        raise ValueError(f"No legal transition from {sorted(frm)} to {to}.")
+    return sources
+
+
+def status_guard(to: str, frm: Iterable[str] | None = None) -> str:
+    """``status IN (...)`` for raw SQL moving a run to ``to`` (``workflows.fastpath``): the
+    same legality check as ``transition``. Statuses are fixed identifiers, safe to inline."""
+    return "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_sources(to, frm))))
+
+
 def transition(
     run_id: Any,
     to: str,
@@ -48,10 +62,7 @@ def transition(
     moved. With ``strict`` a run that did not move raises ``InvalidTransition`` naming its
     current status (or ``RunNotFound``).
     """
-    legal = sources_for(to)
-    sources = legal if frm is None else legal & frozenset(frm)
-    if frm is not None and not sources:
-        raise ValueError(f"No legal transition from {sorted(frm)} to {to}.")
+    sources = _sources(to, frm)
     query = WorkflowRun.objects.filter(pk=run_id, status__in=sources)
     if where is not None:
         query = query.filter(where)

@@ -385,3 +385,24 @@ def test_a_step_whose_completion_did_not_commit_runs_again_and_nothing_half_writ
         assert types.count("step.finished") == 2
     finally:
         registry.unregister("cut-between-steps")
+
+
+def test_a_run_whose_workers_keep_dying_is_failed_past_the_recovery_limit(settings):
+    from workflows.engine import claim
+
+    settings.HITL_MAX_RECOVERIES = 1
+    run = start("sleeper", {"seconds": 5})
+    # Three workers in turn take the run and die holding it (their leases expire).
+    assert claim(run.pk, "worker-1") is not None
+    clock.travel(timedelta(seconds=settings.HITL_LEASE_SECONDS + 1))
+    second = claim(run.pk, "worker-2")
+    assert second is not None and refresh(run).recovery_count == 1
+    clock.travel(timedelta(seconds=settings.HITL_LEASE_SECONDS + 1))
+    assert claim(run.pk, "worker-3") is None
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "died 2 times" in run.error and "HITL_MAX_RECOVERIES=1" in run.error
+    types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+    assert types == ["run.started", "run.recovered", "run.finished"]
+    assert run_until_idle() == []  # nothing left to advance
