@@ -64,11 +64,14 @@ def run_start(
                 created_by=created_by,
                 wake_at=now,
                 enqueued_at=now,
+                # The run.started event below takes number 1 (no UPDATE of a row just inserted).
+                event_seq=1,
             )
             record_event(
                 run.id,
                 "run.started",
                 {"workflow": run.workflow_name, "version": run.workflow_version},
+                seq=1,
             )
             enqueue_advance(run.id)
     except IntegrityError:
