@@ -26,6 +26,15 @@ def three_steps(ctx, data):
     return {"total": total}
 
 
+@workflow("bench-3-atomic-steps")
+def three_atomic_steps(ctx, data):
+    """The same writes as atomic steps: each INSERT commits together with its step record."""
+    total = 0
+    for n in range(3):
+        total += ctx.step(f"write-{n}", write, ctx.run_id, n, atomic=True)
+    return {"total": total}
+
+
 def three_writes(key: str) -> int:
     """The baseline: a bare django-q2 task making the same three writes (no journal)."""
     return sum(write(key, n) for n in range(3))

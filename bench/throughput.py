@@ -1,7 +1,7 @@
 """Throughput: N runs of a 3-step workflow with 2 worker processes, against bare django-q2 tasks
 making the same three writes and against DBOS Transact running the same workflow.
 
-    .venv/bin/python bench/throughput.py [--runs 2000] [--only engine,q2,dbos]
+    .venv/bin/python bench/throughput.py [--runs 2000] [--only q2,engine,engine_atomic,dbos]
                                          [--dbos-worker-concurrency 4] [--dbos-poll 0.05]
 
 Everything runs on the real PostgreSQL (a fresh database ``hitl_bench_tp``, and
@@ -12,6 +12,8 @@ at the last completion as recorded in the database (the engine's ``finished_at``
 baseline task's last write, DBOS's ``workflow_status.updated_at``).
 
 * engine: one ``manage.py qcluster`` with ``HITL_WORKERS=2``; ``workflows.start`` per run.
+* engine_atomic: the same with ``ctx.step(..., atomic=True)`` (each INSERT commits with its
+          step record: one commit per step instead of two).
 * q2:     the same cluster settings and broker; ``async_task(bench.flows.three_writes)``.
 * dbos:   two ``bench/dbos_app.py`` processes (``executor_id`` each), ``DBOSClient.enqueue``
           onto a queue with a per-worker concurrency limit.
@@ -33,7 +35,9 @@ WARMUP = 20
 DB = "hitl_bench_tp"
 
 
-def engine_phase(env: dict, runs: int, profile: str | None = None) -> dict:
+def engine_phase(
+    env: dict, runs: int, profile: str | None = None, workflow: str = "bench-3-steps"
+) -> dict:
     from django.db.models import Max
 
     from workflows import start
@@ -47,7 +51,7 @@ def engine_phase(env: dict, runs: int, profile: str | None = None) -> dict:
         meter = c.Meter(DB, [procs.qcluster().pid])
         since = datetime.now(UTC)
         for _ in range(WARMUP):
-            start("bench-3-steps", {})
+            start(workflow, {})
         c.wait_until(lambda: done(since) == WARMUP, 120, "engine warm-up")
         failed = WorkflowRun.objects.exclude(status=RunStatus.COMPLETED).count()
         spies = _profile(procs, profile, "engine") if profile else []
@@ -55,7 +59,7 @@ def engine_phase(env: dict, runs: int, profile: str | None = None) -> dict:
         t0 = time.time()
         since = datetime.fromtimestamp(t0, UTC)
         for _ in range(runs):
-            start("bench-3-steps", {})
+            start(workflow, {})
         enqueued = time.time() - t0
         c.wait_until(lambda: done(since) == runs, 60 + runs, "engine runs", 0.25)
         last = WorkflowRun.objects.filter(created_at__gte=since).aggregate(m=Max("finished_at"))
@@ -223,7 +227,7 @@ def _figures(runs: int, elapsed: float, enqueued: float, failed: int = 0) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--only", default="q2,engine,dbos")
+    parser.add_argument("--only", default="q2,engine,engine_atomic,dbos")
     parser.add_argument("--dbos-worker-concurrency", type=int, default=4)
     parser.add_argument("--dbos-poll", type=float, default=0.05)
     parser.add_argument("--profile", help="directory: py-spy the engine's workers into it")
@@ -246,6 +250,8 @@ def main() -> None:
         load_before = c.loadavg()
         if phase == "engine":
             results[phase] = engine_phase(env, args.runs, args.profile)
+        elif phase == "engine_atomic":
+            results[phase] = engine_phase(env, args.runs, args.profile, "bench-3-atomic-steps")
         elif phase == "q2":
             results[phase] = q2_phase(env, args.runs)
         elif phase == "dbos":
@@ -269,6 +275,12 @@ def main() -> None:
             q2 = results["q2"]["steps_per_s"]
             summary["engine_vs_q2"] = c.ratio(eng, q2)
             summary["target_engine_ge_half_q2"] = c.verdict(eng >= q2 / 2)
+    if "engine_atomic" in results:
+        atomic = results["engine_atomic"]["steps_per_s"]
+        if "dbos" in results:
+            summary["engine_atomic_vs_dbos"] = c.ratio(atomic, results["dbos"]["steps_per_s"])
+        if "q2" in results:
+            summary["engine_atomic_vs_q2"] = c.ratio(atomic, results["q2"]["steps_per_s"])
     summary["uptime_after"] = c.machine()["uptime"]
     c.emit("summary", summary)
 

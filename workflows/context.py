@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from . import clock, journal
@@ -124,6 +125,7 @@ class Context:
         *args: Any,
         retries: int | None = None,
         backoff: float | timedelta | None = None,
+        atomic: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn(*args, **kwargs)`` once and record its JSON result; replays return it.
@@ -131,6 +133,12 @@ class Context:
         On an exception the step is retried up to ``retries`` times, waiting
         ``backoff * 2**(attempt-1)`` seconds between attempts (durably: the run is parked, no
         worker sleeps). After the last attempt ``StepFailed`` is raised into the workflow.
+
+        ``atomic=True``: ``fn`` runs inside ``transaction.atomic()`` together with the step's
+        record, so its writes to the default database commit exactly once: a worker that dies
+        mid-step leaves nothing behind and the step runs again; a failed attempt's writes are
+        rolled back. The run's row stays locked while ``fn`` runs (a cancel waits for it): keep
+        such steps to database work.
         """
         sequence, record = self._next(name, StepKind.STEP)
         if record is not None:
@@ -148,6 +156,10 @@ class Context:
         self._check_budget()
         retries = settings.HITL_STEP_RETRIES if retries is None else retries
         max_attempts = max(1, int(retries) + 1)
+        if atomic:
+            return self._atomic_step(
+                sequence, name, record, max_attempts, backoff, fn, args, kwargs
+            )
         step = journal.step_begin(
             self.run_id,
             self._owner,
@@ -164,14 +176,58 @@ class Context:
                 value = fn(*args, **kwargs)
             value = to_json(value, what=f"result of step '{name}'")
         except Exception as exc:
-            if step.attempts < max_attempts:
-                retry_at = clock.now() + timedelta(seconds=self._backoff(backoff, step.attempts))
-                journal.step_schedule_retry(self.run_id, self._owner, step, exc, retry_at)
-                raise RetryLater() from exc
-            journal.step_fail(self.run_id, self._owner, step, exc)
-            raise StepFailed(name, type(exc).__qualname__, str(exc)) from exc
+            self._attempt_failed(step, exc, backoff)
         self.finished = journal.Finished(step, value)
         return value
+
+    def _atomic_step(
+        self,
+        sequence: int,
+        name: str,
+        record: Step | None,
+        max_attempts: int,
+        backoff: float | timedelta | None,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
+        # The previous step's completion commits first, on its own: were it carried in this
+        # transaction, a crash during a long atomic step would roll it back too.
+        self.flush()
+        now = clock.now()
+        step = record or Step(run_id=self.run_id, sequence=sequence, name=name, kind=StepKind.STEP)
+        step.attempts += 1
+        step.max_attempts, step.next_attempt_at, step.started_at = max_attempts, None, now
+        try:
+            with transaction.atomic():
+                seq = journal.atomic_step_open(self.run_id, self._owner, now)
+                with self._in_step(sequence, name):
+                    value = fn(*args, **kwargs)
+                value = to_json(value, what=f"result of step '{name}'")
+                journal.atomic_step_close(
+                    self.run_id, seq=seq, step=step, result=value, now=clock.now()
+                )
+        except journal.LeaseLost:
+            raise
+        except Exception as exc:
+            step.result = None
+            self._attempt_failed(
+                journal.atomic_step_failed(self.run_id, self._owner, step), exc, backoff
+            )
+        self.finished = None
+        return value
+
+    def _attempt_failed(
+        self, step: Step, exc: Exception, backoff: float | timedelta | None
+    ) -> NoReturn:
+        """Park the run for the next attempt, or record the step failed and raise into the
+        workflow after the last one."""
+        if step.attempts < step.max_attempts:
+            retry_at = clock.now() + timedelta(seconds=self._backoff(backoff, step.attempts))
+            journal.step_schedule_retry(self.run_id, self._owner, step, exc, retry_at)
+            raise RetryLater() from exc
+        journal.step_fail(self.run_id, self._owner, step, exc)
+        raise StepFailed(step.name, type(exc).__qualname__, str(exc)) from exc
 
     def flush(self) -> None:
         """Write a completion still held back (when the advance ends without another write)."""

@@ -237,3 +237,42 @@ def claim(run_id: Any, owner: str, *, now: datetime, lease_until: datetime) -> W
         input=input_field.from_db_value(raw_input, None, connection),
         advance_count=advance_count,
     )
+
+
+def insert_completed_step(step: Step, *, event_seq: int, event_data: dict, now: datetime) -> None:
+    """Insert ``step`` (unsaved, completed) and its ``step.finished`` event as one statement."""
+    run_pk = _run_pk(step.run_id)
+    at = _db(Step, "finished_at", now)
+    sql = f"""
+    WITH s AS (
+        INSERT INTO {STEP} (run_id, sequence, name, kind, status, result, error, error_type,
+            traceback, attempts, max_attempts, next_attempt_at, started_at, finished_at)
+        VALUES (%s, %s, %s, %s, %s, %s, '', '', '', %s, %s, NULL, %s, %s)
+        RETURNING id
+    )
+    INSERT INTO {EVENT} (run_id, seq, type, data, created_at)
+    SELECT %s, %s, 'step.finished', %s, %s FROM s
+    RETURNING id, (SELECT id FROM s)
+    """
+    params = [
+        run_pk,
+        step.sequence,
+        step.name,
+        step.kind,
+        step.status,
+        _db(Step, "result", step.result),
+        step.attempts,
+        step.max_attempts,
+        _db(Step, "started_at", step.started_at),
+        at,
+        run_pk,
+        event_seq,
+        _db(RunEvent, "data", event_data),
+        at,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        event_id, step.pk = cursor.fetchone()
+    _events(
+        step.run_id, [(event_id, event_seq, "step.finished")], {"step.finished": event_data}, now
+    )

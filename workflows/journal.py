@@ -226,6 +226,50 @@ def _finished_data(step: Step, now: datetime) -> dict:
     }
 
 
+# --- atomic steps: the step's own database writes commit with its record ------------------
+
+
+def atomic_step_open(run_id: Any, owner: str, now: datetime) -> int:
+    """First statement of an atomic step's transaction (the caller's ``transaction.atomic``):
+    check and renew the lease and take the number of this step's ``step.finished`` event. The
+    run's row stays locked until the step commits, so a cancel waits for the step instead of
+    racing it. Raises ``LeaseLost``."""
+    seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
+    if seq is None:
+        raise LeaseLost()
+    return seq
+
+
+def atomic_step_close(
+    run_id: Any,
+    *,
+    seq: int,
+    step: Step,
+    result: Any,
+    now: datetime,
+) -> None:
+    """Last statement of an atomic step's transaction: its completed record and event.
+    ``step`` is the existing record (a retry) or an unsaved one for a first attempt."""
+    step.status, step.result, step.finished_at = StepStatus.COMPLETED, result, now
+    step.error = step.error_type = step.traceback = ""
+    data = _finished_data(step, now)
+    if step.pk is None and fastpath.available():
+        fastpath.insert_completed_step(step, event_seq=seq, event_data=data, now=now)
+        return
+    step.save()
+    record_event(run_id, "step.finished", seq=seq, data=data)
+
+
+def atomic_step_failed(run_id: Any, owner: str, step: Step) -> Step:
+    """Keep the record of an atomic step's failed attempt (its writes were rolled back), so
+    retries count and the failure is visible; the caller then parks or fails the step."""
+    with transaction.atomic():
+        renew_lease(run_id, owner)
+        step.status = StepStatus.RUNNING
+        step.save()
+    return step
+
+
 def step_schedule_retry(
     run_id: Any, owner: str, step: Step, exc: BaseException, retry_at: datetime
 ) -> None:

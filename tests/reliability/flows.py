@@ -13,8 +13,14 @@ LEDGER_DDL = [
     "CREATE TABLE IF NOT EXISTS hitl_rel_ledger "
     "(key VARCHAR(100) NOT NULL, pid INTEGER NOT NULL, started DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS hitl_rel_effects (key VARCHAR(100) PRIMARY KEY)",
+    # No unique key: an atomic step's write that committed twice would show as two rows.
+    "CREATE TABLE IF NOT EXISTS hitl_rel_atomic (key VARCHAR(100) NOT NULL)",
 ]
-LEDGER_DROP = ["DROP TABLE IF EXISTS hitl_rel_ledger", "DROP TABLE IF EXISTS hitl_rel_effects"]
+LEDGER_DROP = [
+    "DROP TABLE IF EXISTS hitl_rel_ledger",
+    "DROP TABLE IF EXISTS hitl_rel_effects",
+    "DROP TABLE IF EXISTS hitl_rel_atomic",
+]
 
 
 def effect(ctx, seconds: float) -> str:
@@ -33,11 +39,20 @@ def effect(ctx, seconds: float) -> str:
     return key
 
 
-@workflow("storm", description="Four steps and a durable sleep, for SIGKILL storms.")
+def atomic_effect(ctx, seconds: float) -> str:
+    """Written inside the step's transaction (atomic=True): committed once or not at all."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO hitl_rel_atomic (key) VALUES (%s)", [ctx.idempotency_key])
+    time.sleep(seconds)
+    return ctx.idempotency_key
+
+
+@workflow("storm", description="Five steps (one atomic) and a durable sleep, for SIGKILL storms.")
 def storm(ctx, data):
     keys = [ctx.step("a", effect, ctx, 0.05), ctx.step("b", effect, ctx, 0.15)]
     ctx.sleep("pause", 0.5)
     keys += [ctx.step("c", effect, ctx, 0.1), ctx.step("d", effect, ctx, 0.05)]
+    keys.append(ctx.step("e", atomic_effect, ctx, 0.05, atomic=True))
     return {"steps": len(keys)}
 
 

@@ -22,6 +22,7 @@ def drop() -> None:
 class Ledger:
     executions: list[tuple[str, float]]
     effects: Counter
+    atomic: Counter
 
     @classmethod
     def read(cls) -> "Ledger":
@@ -30,7 +31,9 @@ class Ledger:
             executions = [(key, float(started)) for key, started in cursor.fetchall()]
             cursor.execute("SELECT key FROM hitl_rel_effects")
             effects = Counter(row[0] for row in cursor.fetchall())
-        return cls(executions, effects)
+            cursor.execute("SELECT key FROM hitl_rel_atomic")
+            atomic = Counter(row[0] for row in cursor.fetchall())
+        return cls(executions, effects, atomic)
 
     def runs_of(self, key: str) -> list[float]:
         return sorted(started for k, started in self.executions if k == key)

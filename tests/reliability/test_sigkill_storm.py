@@ -1,8 +1,8 @@
 """SIGKILL the worker cluster at random moments, many times, while runs are in flight.
 
-Afterwards: no run lost, every run finished, every step's effect applied exactly once, and no
-step ran again after it was recorded. Figures are printed (run with -s to see them) and written
-to var/reliability/sigkill_storm.json.
+Afterwards: no run lost, every run finished, every step's effect applied exactly once, no
+step ran again after it was recorded, and every atomic step's write committed exactly once.
+Figures are printed (run with -s to see them) and written to var/reliability/.
 """
 
 import json
@@ -63,11 +63,19 @@ def test_sigkill_storm(ledger, tmp_path):
     assert statuses == {RunStatus.COMPLETED}
     book = Ledger.read()
     steps = list(
-        Step.objects.filter(run_id__in=runs, kind="step").values_list(
-            "run_id", "sequence", "finished_at"
-        )
+        Step.objects.filter(run_id__in=runs, kind="step")
+        .exclude(name="e")
+        .values_list("run_id", "sequence", "finished_at")
     )
     assert len(steps) == RUNS * 4
+    atomic_keys = [
+        f"{run_id}:{sequence}"
+        for run_id, sequence in Step.objects.filter(run_id__in=runs, name="e").values_list(
+            "run_id", "sequence"
+        )
+    ]
+    assert len(atomic_keys) == RUNS
+    assert sorted(book.atomic.elements()) == sorted(atomic_keys), "atomic writes not exactly once"
     rerun_after_record = []
     for run_id, sequence, finished_at in steps:
         key = f"{run_id}:{sequence}"
@@ -88,6 +96,8 @@ def test_sigkill_storm(ledger, tmp_path):
         "runs_recovered_from_dead_workers": recovered,
         "runs_lost": 0,
         "recorded_steps_run_again": 0,
+        "atomic_steps": RUNS,
+        "atomic_writes_committed": sum(book.atomic.values()),
         "storm_seconds": round(killed_at - began, 1),
         "drain_after_last_kill_seconds": round(finished - killed_at, 1),
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
