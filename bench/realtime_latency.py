@@ -13,6 +13,8 @@ Measured per sample, from the call to ``notify()``:
   * event     - the client receives ``event.received`` (commit + publish + daphne + socket);
   * finished  - the client receives ``run.finished`` (adds the worker picking the run up,
                 replaying it and committing).
+Among N connected: N clients each watch their own waiting run (500 review pages open at once);
+decisions go to one run at a time; the same two figures for that run's client.
 Fan-out: N clients watch one run; one decision; per-client time to ``event.received``.
 """
 
@@ -108,13 +110,45 @@ async def measure_latency(stack: Stack, token: str, runs: list, warmup: int) -> 
     return {"event": percentiles(event), "finished": percentiles(finished)}
 
 
+async def open_many(stack: Stack, token: str, run_ids: list) -> list:
+    sockets = []
+    for batch in range(0, len(run_ids), 50):
+        sockets += await asyncio.gather(
+            *(open_client(stack, run_id, token) for run_id in run_ids[batch : batch + 50])
+        )
+    return sockets
+
+
+async def measure_among_connected(
+    stack: Stack, token: str, runs: list, samples: int, warmup: int
+) -> dict:
+    began_connecting = time.perf_counter()
+    sockets = await open_many(stack, token, [run.pk for run in runs])
+    connect_s = time.perf_counter() - began_connecting
+    event, finished = [], []
+    try:
+        for i, (run, ws) in enumerate(list(zip(runs, sockets, strict=True))[: samples + warmup]):
+            got_event = asyncio.create_task(wait_for(ws, "event.received"))
+            began = time.perf_counter()
+            await asyncio.to_thread(decide, run.input["key"])
+            got_event = await got_event
+            got_finished = await wait_for(ws, "run.finished")
+            if i >= warmup:
+                event.append(got_event - began)
+                finished.append(got_finished - began)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {
+        "clients": len(sockets),
+        "connect_all_s": round(connect_s, 1),
+        "event": percentiles(event),
+        "finished": percentiles(finished),
+    }
+
+
 async def measure_fanout(stack: Stack, token: str, run, clients: int) -> dict:
     began_connecting = time.perf_counter()
-    sockets = []
-    for batch in range(0, clients, 50):
-        sockets += await asyncio.gather(
-            *(open_client(stack, run.pk, token) for _ in range(min(50, clients - batch)))
-        )
+    sockets = await open_many(stack, token, [run.pk] * clients)
     connect_s = time.perf_counter() - began_connecting
     try:
         waiters = [asyncio.create_task(wait_for(ws, "event.received")) for ws in sockets]
@@ -171,6 +205,8 @@ def main() -> None:
         stack.start()
         runs = start_waiting_runs(args.samples + args.warmup, user, f"lat{os.getpid()}")
         latency = asyncio.run(measure_latency(stack, token, runs, args.warmup))
+        crowd = start_waiting_runs(args.clients, user, f"crowd{os.getpid()}")
+        among = asyncio.run(measure_among_connected(stack, token, crowd, args.samples, args.warmup))
         (fan_run,) = start_waiting_runs(1, user, f"fan{os.getpid()}")
         fanout = asyncio.run(measure_fanout(stack, token, fan_run, args.clients))
     finally:
@@ -180,6 +216,7 @@ def main() -> None:
         "database": database_url.split(":")[0],
         "decision_to_event": latency["event"],
         "decision_to_run_finished": latency["finished"],
+        "among_connected": among,
         "fanout": fanout,
     }
     print(json.dumps(report, indent=2))

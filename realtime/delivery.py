@@ -16,7 +16,6 @@ queue.
 """
 
 import asyncio
-import atexit
 import itertools
 import logging
 import os
@@ -24,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from multiprocessing.util import Finalize
 from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -87,9 +87,10 @@ class Publisher:
     When the layer fails, the rows stay queued (up to ``HITL_REALTIME_PUBLISH_BACKLOG``, oldest
     dropped first) and the sender tries again, quickly the first time because the usual failure
     after a Redis restart is one stale pooled connection, then every
-    ``HITL_REALTIME_PUBLISH_RETRY`` seconds. At interpreter exit the queue gets up to
-    ``HITL_REALTIME_PUBLISH_TIMEOUT`` to drain, so a short-lived process (a management command)
-    does not exit before its events are out.
+    ``HITL_REALTIME_PUBLISH_RETRY`` seconds. When the process ends (interpreter exit, or a
+    multiprocessing child such as a django-q2 worker returning) the queue gets up to
+    ``HITL_REALTIME_PUBLISH_TIMEOUT`` to drain, so a short-lived or recycled process does not
+    take its last events with it.
     """
 
     def __init__(self) -> None:
@@ -104,7 +105,11 @@ class Publisher:
         self._numbers = itertools.count(1)
         self._sending = False
         self._failing = False
-        atexit.register(self.flush)
+        # Drain the queue before the process ends. multiprocessing's exit hook runs at
+        # interpreter exit *and* when a multiprocessing child returns (a django-q2 worker
+        # recycled after ``recycle`` tasks, or stopped), where atexit handlers never run; without
+        # it the events of a recycled worker's last task were lost (found by the realtime bench).
+        self._finalizer = Finalize(None, self.flush, exitpriority=100)
 
     def publish(self, rows: list[dict[str, Any]]) -> None:
         """Queue the rows for the sender; returns at once."""
@@ -170,7 +175,7 @@ class Publisher:
                     self._queue.popleft()
 
     def close(self) -> None:
-        atexit.unregister(self.flush)
+        self._finalizer.cancel()
 
         def stop() -> None:
             for task in asyncio.all_tasks(self._loop):

@@ -166,3 +166,57 @@ def test_events_committed_while_redis_is_down_are_published_in_order_once_it_is_
         assert publisher().backlog == 0
     finally:
         redis.stop()
+
+
+def _publish_and_exit(rows: list) -> None:
+    # A django-q2 worker's last task: commit, queue the publish, return (the process ends).
+    publisher().publish(rows)
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_a_worker_process_ending_right_after_its_commit_still_publishes(settings, tmp_path):
+    import multiprocessing
+    import uuid
+
+    from django.utils import timezone
+
+    redis = RedisServer(tmp_path)
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": 15}]},
+        }
+    }
+    run_id = uuid.uuid4()
+    row = {
+        "id": 1,
+        "run_id": run_id,
+        "seq": 7,
+        "type": "run.finished",
+        "data": {"status": "completed"},
+        "created_at": timezone.now(),
+    }
+    try:
+        redis.start()
+
+        async def listen():
+            layer = get_channel_layer()
+            channel = await layer.new_channel()
+            await layer.group_add(run_group(run_id), channel)
+            return channel
+
+        channel = async_to_sync(listen)()
+        # Like a django-q2 worker recycled after its last task: a forked child that returns.
+        child = multiprocessing.get_context("fork").Process(target=_publish_and_exit, args=([row],))
+        child.start()
+        child.join(10)
+        assert child.exitcode == 0
+
+        async def receive():
+            return await asyncio.wait_for(get_channel_layer().receive(channel), 5)
+
+        message = async_to_sync(receive)()
+        assert (message["event"]["seq"], message["event"]["type"]) == (7, "run.finished")
+    finally:
+        redis.stop()
