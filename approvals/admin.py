@@ -155,7 +155,11 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(is_overdue=True)
+            # The condition itself, not the is_overdue annotation: PostgreSQL can then start
+            # from stage_due_idx instead of evaluating a CASE on every visible row.
+            return queryset.filter(
+                current_stage__status=StageStatus.OPEN, current_stage__deadline__lt=clock.now()
+            )
         if self.value() == "no":
             return queryset.filter(is_overdue=False)
         return queryset

@@ -143,6 +143,7 @@ def test_events_committed_while_redis_is_down_are_published_in_order_once_it_is_
     try:
         redis.start()
         run = start("rt-review", {"order_id": 1, "tag": "later"}, created_by=alice)
+        assert publisher().flush(5)  # run.started is out before anyone listens
 
         async def listen():
             layer = get_channel_layer()
