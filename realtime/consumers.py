@@ -195,6 +195,8 @@ class RunConsumer(StreamConsumer):
 
     async def authorize(self) -> CloseCode | None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
+        # Viewers this client was told about (presence.join), by channel name.
+        self._present: set[str] = set()
         access = await database_sync_to_async(selectors.run_access)(self.user, self.run_id)
         if access is selectors.Access.MISSING:
             return CloseCode.UNKNOWN_RUN
@@ -252,17 +254,26 @@ class RunConsumer(StreamConsumer):
     async def presence_join(self, message: dict[str, Any]) -> None:
         if message["conn"] == self.channel_name or self.closing:
             return
-        await self._tell("presence.join", message)
+        await self._tell_joined(message)
         if self.announce:
             await self.channel_layer.send(message["conn"], {**self._me(), "type": "presence.here"})
 
     async def presence_here(self, message: dict[str, Any]) -> None:
         if not self.closing:
-            await self._tell("presence.join", message)
+            await self._tell_joined(message)
 
     async def presence_leave(self, message: dict[str, Any]) -> None:
         if message["conn"] != self.channel_name and not self.closing:
+            self._present.discard(message["conn"])
             await self._tell("presence.leave", message)
+
+    async def _tell_joined(self, message: dict[str, Any]) -> None:
+        # Two viewers connecting at the same moment can each hear the other both ways (the
+        # other's announcement and its reply to ours): tell the client once.
+        if message["conn"] in self._present:
+            return
+        self._present.add(message["conn"])
+        await self._tell("presence.join", message)
 
     async def _tell(self, kind: str, message: dict[str, Any]) -> None:
         # Channel names address a consumer directly; clients get an opaque stand-in.

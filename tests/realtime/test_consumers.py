@@ -295,6 +295,14 @@ def test_two_clients_of_one_run_each_get_every_event_once(alice, operator):
 # --- presence -------------------------------------------------------------------------------
 
 
+async def connected(ws) -> None:
+    """Connect and wait until the server has finished connect() (joined, announced): the pong
+    to a ping comes after it, since a consumer handles one message at a time."""
+    await ws.connect()
+    await ws.send_json_to({"type": "ping"})
+    assert (await ws.receive_json_from(timeout=3))["type"] == "pong"
+
+
 def test_viewers_see_who_else_has_the_run_open_until_they_leave(alice, operator):
     run = waiting_review(alice)
     operator.first_name, operator.last_name = "Olivia", "Ops"
@@ -304,11 +312,11 @@ def test_viewers_see_who_else_has_the_run_open_until_they_leave(alice, operator)
     async def scenario():
         # A dashboard watches without being shown (no ?presence=1) but sees who reviews.
         dash_ws = connect_to(f"/ws/runs/{run.id}/", token=watcher.token)
-        await dash_ws.connect()
+        await connected(dash_ws)
         alice_ws = connect_to(f"/ws/runs/{run.id}/?presence=1", token=alice.token)
-        await alice_ws.connect()
+        await connected(alice_ws)
         olivia_ws = connect_to(f"/ws/runs/{run.id}/?presence=1", token=operator.token)
-        await olivia_ws.connect()
+        await connected(olivia_ws)
         # Alice is told Olivia arrived; Olivia is told Alice was already there.
         to_alice = await alice_ws.receive_json_from(timeout=3)
         to_olivia = await olivia_ws.receive_json_from(timeout=3)
@@ -332,5 +340,29 @@ def test_viewers_see_who_else_has_the_run_open_until_they_leave(alice, operator)
         assert await alice_ws.receive_nothing(timeout=0.5)
         await alice_ws.disconnect()
         await dash_ws.disconnect()
+
+    run_ws(scenario)
+
+
+def test_a_viewer_heard_both_ways_is_announced_once(alice):
+    """Two viewers connecting at the same moment can each receive the other's announcement and
+    its reply to their own; the client is told once, and told again after a leave."""
+    run = waiting_review(alice)
+    bob = {"conn": "specific.other!1", "user": {"id": 99, "username": "bob", "name": "Bob"}}
+
+    async def scenario():
+        ws = connect_to(f"/ws/runs/{run.id}/?presence=1", token=alice.token)
+        await connected(ws)
+        layer = get_channel_layer()
+        await layer.group_send(run_group(run.id), {"type": "presence.join", **bob})
+        await layer.group_send(run_group(run.id), {"type": "presence.here", **bob})
+        told = await ws.receive_json_from(timeout=3)
+        assert (told["type"], told["data"]["user"]["username"]) == ("presence.join", "bob")
+        assert await ws.receive_nothing(timeout=0.5)
+        await layer.group_send(run_group(run.id), {"type": "presence.leave", **bob})
+        assert (await ws.receive_json_from(timeout=3))["type"] == "presence.leave"
+        await layer.group_send(run_group(run.id), {"type": "presence.here", **bob})
+        assert (await ws.receive_json_from(timeout=3))["type"] == "presence.join"
+        await ws.disconnect()
 
     run_ws(scenario)
