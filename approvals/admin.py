@@ -27,6 +27,7 @@ from django.utils.timesince import timesince
 
 from workflows import clock
 from workflows.admin import badge, when
+from workflows.choices import cached_choices
 from workflows.errors import WorkflowError
 from workflows.selectors import workflow_names
 
@@ -103,11 +104,14 @@ class StageFilter(admin.SimpleListFilter):
     parameter_name = "stage"
 
     def lookups(self, request, model_admin):
-        names = (
-            ApprovalStage.objects.filter(status=StageStatus.OPEN)
-            .order_by("name")
-            .values_list("name", flat=True)
-            .distinct()
+        names = cached_choices(
+            "open-stages",
+            lambda: list(
+                ApprovalStage.objects.filter(status=StageStatus.OPEN)
+                .order_by("name")
+                .values_list("name", flat=True)
+                .distinct()
+            ),
         )
         return [(name, name) for name in names]
 
@@ -124,7 +128,7 @@ class WorkflowFilter(admin.SimpleListFilter):
     parameter_name = "workflow"
 
     def lookups(self, request, model_admin):
-        return [(name, name) for name in workflow_names()]
+        return [(name, name) for name in cached_choices("workflows", workflow_names)]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -137,7 +141,7 @@ class AssigneeFilter(admin.SimpleListFilter):
     parameter_name = "assignee"
 
     def lookups(self, request, model_admin):
-        return review_selectors.assignee_choices()
+        return cached_choices("assignees", review_selectors.assignee_choices)
 
     def queryset(self, request, queryset):
         value = self.value()

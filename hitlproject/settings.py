@@ -255,6 +255,8 @@ HITL_MAX_RECOVERIES = env.int("HITL_MAX_RECOVERIES", default=10)
 # Each worker process checks for due timers this often (seconds); 0 leaves it to the
 # django-q2 schedule, which runs about every 30-60 s.
 HITL_TIMER_TICK_SECONDS = env.float("HITL_TIMER_TICK_SECONDS", default=1.0)
+# Admin filter choices (workflow names, open stages, assignees) are cached this long (s); 0: off.
+HITL_FILTER_CHOICES_CACHE_SECONDS = env.int("HITL_FILTER_CHOICES_CACHE_SECONDS", default=30)
 # Default step retry policy.
 HITL_STEP_RETRIES = env.int("HITL_STEP_RETRIES", default=0)
 HITL_STEP_BACKOFF_SECONDS = env.float("HITL_STEP_BACKOFF_SECONDS", default=1.0)

@@ -18,6 +18,16 @@ def _reset_clock():
     clock.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_filter_choices():
+    # Cached admin filter lists must not leak from one test's rows into the next.
+    from workflows.choices import forget_choices
+
+    forget_choices()
+    yield
+    forget_choices()
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

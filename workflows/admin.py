@@ -26,6 +26,7 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.timezone import localtime
 
 from . import clock, selectors, services
+from .choices import cached_choices
 from .errors import WorkflowError
 from .models import (
     EventMessage,
@@ -229,7 +230,7 @@ class WorkflowNameFilter(admin.SimpleListFilter):
     parameter_name = "workflow_name"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in selectors.workflow_names()]
+        return [(name, name) for name in cached_choices("workflows", selectors.workflow_names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
