@@ -200,7 +200,7 @@ class Context:
         step.max_attempts, step.next_attempt_at, step.started_at = max_attempts, None, now
         try:
             with transaction.atomic():
-                seq = journal.atomic_step_open(self.run_id, self._owner, now)
+                seq = journal.lease_and_event_seq(self.run_id, self._owner, now)
                 with self._in_step(sequence, name):
                     value = fn(*args, **kwargs)
                 value = to_json(value, what=f"result of step '{name}'")

@@ -44,7 +44,13 @@ def claim(run_id: Any, owner: str) -> WorkflowRun | None:
     """
     now = clock.now()
     if fastpath.available():
-        run = fastpath.claim(run_id, owner, now=now, lease_until=journal.lease_until(now))
+        run = fastpath.claim(
+            run_id,
+            owner,
+            claimable=claimable(now),
+            now=now,
+            lease_until=journal.lease_until(now),
+        )
     else:
         run = _claim_orm(run_id, owner, now)
     if run is None:
@@ -153,8 +159,8 @@ def _replay(fn: Any, ctx: Context, run: WorkflowRun, owner: str) -> str:
     except YieldRun:
         journal.run_yield(run.id, owner, finished=ctx.finished)
         return "yielded"
-    except (journal.LeaseLost, OperationalError, InterfaceError):
-        raise
+    except (OperationalError, InterfaceError):
+        raise  # not the workflow's failure: advance() leaves the run to be recovered
     except Exception as exc:
         # A replay error wins over whatever the workflow did with it afterwards.
         error = ctx.fatal_error or exc

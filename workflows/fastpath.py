@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
 from .models import RunEvent, RunStatus, Step, StepStatus, WorkflowRun
 from .outbox import publish_after_commit
@@ -25,6 +26,11 @@ from .transitions import status_guard
 RUN = WorkflowRun._meta.db_table
 STEP = Step._meta.db_table
 EVENT = RunEvent._meta.db_table
+# Every column of a step row, in the order the INSERTs here and in ``journal`` give them.
+STEP_COLUMNS = (
+    "(run_id, sequence, name, kind, status, result, error, error_type, traceback, attempts, "
+    "max_attempts, next_attempt_at, started_at, finished_at)"
+)
 
 
 def available() -> bool:
@@ -35,25 +41,37 @@ def _db(model: type, field: str, value: Any) -> Any:
     return model._meta.get_field(field).get_db_prep_save(value, connection)
 
 
+def _where(model: type, condition: Q) -> tuple[str, list[Any]]:
+    """``condition`` as SQL on ``model``'s table (columns qualified by the table's name)."""
+    query = model.objects.filter(condition).query
+    return query.get_compiler(connection=connection).compile(query.where)
+
+
 def _run_pk(run_id: Any) -> Any:
     return _db(WorkflowRun, "id", run_id)
 
 
-def _events(run_id: Any, rows: list[tuple], data: dict[str, dict], now: datetime) -> list[RunEvent]:
+def _events(run_id: Any, rows: list[tuple], data: dict[str, dict], now: datetime) -> None:
+    """Publish the events a statement inserted (``rows``: id, seq, type) after commit."""
     events = [
         RunEvent(pk=pk, run_id=run_id, seq=seq, type=type_, data=data[type_], created_at=now)
         for pk, seq, type_ in sorted(rows, key=lambda row: row[1])
     ]
     publish_after_commit(events)
-    return events
 
 
+# A CTE completing step ``id`` only if the lease-guarding ``r`` matched; its parameters come
+# from ``_complete_step_params``.
 _COMPLETE_STEP = f"""
     done AS (
         UPDATE {STEP} SET status = %s, result = %s, finished_at = %s,
             error = '', error_type = '', traceback = ''
         WHERE id = %s AND EXISTS (SELECT 1 FROM r)
     )"""
+
+
+def _complete_step_params(step_id: int, result: Any, at: Any) -> list[Any]:
+    return [StepStatus.COMPLETED, _db(Step, "result", result), at, step_id]
 
 
 def complete_and_begin(
@@ -86,8 +104,7 @@ def complete_and_begin(
         RETURNING id, seq, type
     ),
     nxt AS (
-        INSERT INTO {STEP} (run_id, sequence, name, kind, status, result, error, error_type,
-            traceback, attempts, max_attempts, next_attempt_at, started_at, finished_at)
+        INSERT INTO {STEP} {STEP_COLUMNS}
         SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL FROM r
         RETURNING id
     )
@@ -99,10 +116,7 @@ def complete_and_begin(
         run_pk,
         RunStatus.RUNNING,
         owner,
-        StepStatus.COMPLETED,
-        _db(Step, "result", result),
-        at,
-        step_id,
+        *_complete_step_params(step_id, result, at),
         run_pk,
         _db(RunEvent, "data", event_data),
         at,
@@ -162,10 +176,7 @@ def complete_run(
         at,
         run_pk,
         owner,
-        StepStatus.COMPLETED,
-        _db(Step, "result", step_result),
-        at,
-        step_id,
+        *_complete_step_params(step_id, step_result, at),
         run_pk,
         _db(RunEvent, "data", step_event_data),
         at,
@@ -182,21 +193,21 @@ def complete_run(
     return True
 
 
-def claim(run_id: Any, owner: str, *, now: datetime, lease_until: datetime) -> WorkflowRun | None:
-    """Take a due pending run, or a running run whose lease expired, in one statement
-    (``SELECT ... FOR UPDATE SKIP LOCKED`` feeding the ``UPDATE``). None if it is not
-    claimable now or another worker holds its row. The returned run carries the columns the
-    replay needs, with ``status``/``recovery_count`` as they were *before* the claim so the
-    caller can tell a reclaim (and its count) from a first claim."""
+def claim(
+    run_id: Any, owner: str, *, claimable: Q, now: datetime, lease_until: datetime
+) -> WorkflowRun | None:
+    """Take the run if ``claimable`` (``engine.claimable``: the one definition of a due run)
+    matches it, in one statement (``SELECT ... FOR UPDATE SKIP LOCKED`` feeding the
+    ``UPDATE``). None if it is not claimable now or another worker holds its row. The returned
+    run carries the columns the replay needs, with ``status``/``recovery_count`` as they were
+    *before* the claim so the caller can tell a reclaim (and its count) from a first claim."""
     at = _db(WorkflowRun, "started_at", now)
     legal = status_guard(RunStatus.RUNNING, [RunStatus.PENDING, RunStatus.RUNNING])
+    due_sql, due_params = _where(WorkflowRun, claimable)
     sql = f"""
     WITH c AS (
         SELECT id, status, recovery_count FROM {RUN}
-        WHERE id = %s AND (
-            (status = %s AND (wake_at IS NULL OR wake_at <= %s))
-            OR (status = %s AND lease_expires_at < %s)
-        )
+        WHERE id = %s AND {due_sql}
         FOR UPDATE SKIP LOCKED
     )
     UPDATE {RUN} AS run SET status = %s, lease_owner = %s, lease_expires_at = %s,
@@ -210,10 +221,7 @@ def claim(run_id: Any, owner: str, *, now: datetime, lease_until: datetime) -> W
     """
     params = [
         _run_pk(run_id),
-        RunStatus.PENDING,
-        at,
-        RunStatus.RUNNING,
-        at,
+        *due_params,
         RunStatus.RUNNING,
         owner,
         _db(WorkflowRun, "lease_expires_at", lease_until),
@@ -245,8 +253,7 @@ def insert_completed_step(step: Step, *, event_seq: int, event_data: dict, now: 
     at = _db(Step, "finished_at", now)
     sql = f"""
     WITH s AS (
-        INSERT INTO {STEP} (run_id, sequence, name, kind, status, result, error, error_type,
-            traceback, attempts, max_attempts, next_attempt_at, started_at, finished_at)
+        INSERT INTO {STEP} {STEP_COLUMNS}
         VALUES (%s, %s, %s, %s, %s, %s, '', '', '', %s, %s, NULL, %s, %s)
         RETURNING id
     )

@@ -49,6 +49,17 @@ def renew_lease(run_id: Any, owner: str) -> None:
         raise LeaseLost()
 
 
+def lease_and_event_seq(run_id: Any, owner: str, now: datetime) -> int:
+    """Check and renew the lease and take the next event number, in one statement; raises
+    ``LeaseLost``. Also the first statement of an atomic step's transaction (the caller's
+    ``transaction.atomic``): the run's row stays locked until the step commits, so a cancel
+    waits for the step instead of racing it."""
+    seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
+    if seq is None:
+        raise LeaseLost()
+    return seq
+
+
 def describe_exception(exc: BaseException) -> dict[str, str]:
     return {
         "error_type": type(exc).__qualname__,
@@ -145,9 +156,7 @@ def _insert_first_attempt(
     run_pk = WorkflowRun._meta.pk.get_db_prep_value(run_id, connection)
     started = Step._meta.get_field("started_at").get_db_prep_value(now, connection)
     sql = (
-        f"INSERT INTO {step_table} (run_id, sequence, name, kind, status, result, error, "
-        "error_type, traceback, attempts, max_attempts, next_attempt_at, started_at, "
-        "finished_at) "
+        f"INSERT INTO {step_table} {fastpath.STEP_COLUMNS} "
         "SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL "
         f"WHERE EXISTS (SELECT 1 FROM {run_table} WHERE id = %s AND status = %s "
         "AND lease_owner = %s) RETURNING id"
@@ -200,10 +209,7 @@ def write_completion(run_id: Any, owner: str, finished: Finished, now: datetime)
     Raises ``LeaseLost`` (and so rolls the transaction back) if the run is no longer ours.
     """
     step = finished.step
-    # Lease renewal and the event's sequence number in one statement.
-    seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
-    if seq is None:
-        raise LeaseLost()
+    seq = lease_and_event_seq(run_id, owner, now)
     Step.objects.filter(pk=step.pk).update(
         status=StepStatus.COMPLETED,
         result=finished.result,
@@ -227,17 +233,6 @@ def _finished_data(step: Step, now: datetime) -> dict:
 
 
 # --- atomic steps: the step's own database writes commit with its record ------------------
-
-
-def atomic_step_open(run_id: Any, owner: str, now: datetime) -> int:
-    """First statement of an atomic step's transaction (the caller's ``transaction.atomic``):
-    check and renew the lease and take the number of this step's ``step.finished`` event. The
-    run's row stays locked until the step commits, so a cancel waits for the step instead of
-    racing it. Raises ``LeaseLost``."""
-    seq = next_event_seq(run_id, owner=owner, lease_until=lease_until(now))
-    if seq is None:
-        raise LeaseLost()
-    return seq
 
 
 def atomic_step_close(
