@@ -18,14 +18,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from workflows import clock
 from workflows.admin import badge, when
 from workflows.choices import cached_choices
 from workflows.errors import WorkflowError
@@ -44,7 +43,14 @@ from .models import (
 from .review import context, decisions
 from .review import selectors as review_selectors
 from .review.forms import BulkRejectForm
-from .selectors import approval_progress, approval_queue_for, approvals_visible_to, may_decide_any
+from .selectors import (
+    approval_progress,
+    approval_queue_for,
+    approvals_visible_to,
+    is_overdue,
+    may_decide_any,
+    overdue_q,
+)
 
 STATUS_BADGES = {
     ApprovalStatus.PENDING: "waiting",
@@ -159,11 +165,7 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            # The condition itself, not the is_overdue annotation: PostgreSQL can then start
-            # from stage_due_idx instead of evaluating a CASE on every visible row.
-            return queryset.filter(
-                current_stage__status=StageStatus.OPEN, current_stage__deadline__lt=clock.now()
-            )
+            return queryset.filter(overdue_q())
         if self.value() == "no":
             return queryset.filter(is_overdue=False)
         return queryset
@@ -220,15 +222,7 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalRequest]:
         return review_selectors.review_rows(approvals_visible_to(request.user)).annotate(
-            is_overdue=Case(
-                When(
-                    Q(current_stage__status=StageStatus.OPEN)
-                    & Q(current_stage__deadline__lt=clock.now()),
-                    then=Value(True),
-                ),
-                default=Value(False),
-                output_field=BooleanField(),
-            )
+            is_overdue=is_overdue()
         )
 
     def get_ordering(self, request: HttpRequest) -> list:

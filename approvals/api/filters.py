@@ -1,10 +1,8 @@
 import django_filters
 from django.db.models import Q
 
-from workflows import clock
-
-from ..models import ApprovalRequest, ApprovalStatus, StageStatus
-from ..selectors import waiting_for_q
+from ..models import ApprovalRequest, ApprovalStatus
+from ..selectors import overdue_q, waiting_for_q
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -29,9 +27,5 @@ class ApprovalFilter(django_filters.FilterSet):
         return queryset.filter(mine) if value else queryset.exclude(mine)
 
     def filter_overdue(self, queryset, name, value):
-        overdue = Q(
-            status=ApprovalStatus.PENDING,
-            current_stage__status=StageStatus.OPEN,
-            current_stage__deadline__lt=clock.now(),
-        )
+        overdue = Q(status=ApprovalStatus.PENDING) & overdue_q()
         return queryset.filter(overdue) if value else queryset.exclude(overdue)
