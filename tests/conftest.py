@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from django.db import connection
@@ -26,6 +27,15 @@ def _fresh_filter_choices():
     forget_choices()
     yield
     forget_choices()
+
+
+def run_in_threads(*targets: Callable[[], object], timeout: float = 60) -> None:
+    """Start one thread per target, then wait for all of them (races against real locks)."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
 
 
 def is_postgres() -> bool:

@@ -1,5 +1,6 @@
 """Concurrent decisions on one stage: exactly one wins, every other gets ApprovalConflict."""
 
+import functools
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ from approvals.errors import ApprovalConflict
 from approvals.models import APPROVING_ACTIONS, ApprovalRequest, ApprovalStatus, DecisionRecord
 from approvals.services import approval_decide
 from tests.approvals.conftest import make_user, start_and_wait
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, run_in_threads
 from workflows.models import RunStatus
 from workflows.testing import run_until_idle
 
@@ -46,11 +47,7 @@ def test_twenty_threads_decide_one_stage_exactly_one_wins():
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=decide, args=(user, i)) for i, user in enumerate(reviewers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_in_threads(*(functools.partial(decide, user, i) for i, user in enumerate(reviewers)))
 
     errors = [o for o in outcomes if o[0] == "error"]
     assert errors == []

@@ -19,7 +19,7 @@ import tests.approvals.flows  # noqa: F401  (registers the "deadline" workflow)
 from approvals.errors import ApprovalConflict
 from approvals.models import Action, ApprovalRequest, DecisionRecord
 from approvals.services import approval_decide
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, run_in_threads
 from workflows import clock, start
 from workflows.models import RunStatus, WaitPoint
 from workflows.sweeper import fire_due_waits
@@ -64,11 +64,7 @@ def test_a_decision_racing_its_deadline_has_exactly_one_outcome():
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=decide), threading.Thread(target=expire)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        run_in_threads(decide, expire, timeout=30)
         assert errors == [], f"trial {trial}: {errors!r}"
 
         request.refresh_from_db()
@@ -139,11 +135,7 @@ def test_api_and_admin_decisions_racing_on_one_stage_have_exactly_one_winner():
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=via_api), threading.Thread(target=via_admin)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        run_in_threads(via_api, via_admin)
 
         api, admin = responses["api"], responses["admin"]
         api_won = api.status_code == 200

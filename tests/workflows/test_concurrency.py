@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, run_in_threads
 from workflows import start
 from workflows.engine import advance
 from workflows.models import RunStatus
@@ -47,11 +47,7 @@ def test_concurrent_advances_of_one_run_execute_its_step_once(slow_workflow, wor
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_in_threads(*[worker] * workers, timeout=30)
 
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
