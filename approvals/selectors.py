@@ -331,3 +331,12 @@ def approvals_visible_to(user: Any) -> QuerySet[ApprovalRequest]:
         | Q(run__created_by=user)
     ).values("pk")
     return ApprovalRequest.objects.filter(pk__in=involved)
+
+
+def approvals_to_list(user: Any, *, waiting_for_me: bool) -> QuerySet[ApprovalRequest]:
+    """What a request list starts from: ``approvals_visible_to(user)``, or, when the list will
+    be narrowed to ``waiting_for_q(user)`` anyway, every request. Everything waiting for an
+    active user is visible to them, so the visibility subquery would only repeat that work."""
+    if waiting_for_me and user.is_active:
+        return ApprovalRequest.objects.all()
+    return approvals_visible_to(user)

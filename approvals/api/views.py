@@ -39,13 +39,9 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
-        user = self.request.user
-        if self.action == "list" and self._only_waiting_for_me() and user.is_active:
-            # The filter keeps only requests waiting for the user, all of which they may see
-            # (``waiting_for_q``): the visibility subquery would only repeat that work.
-            queryset = ApprovalRequest.objects.all()
-        else:
-            queryset = selectors.approvals_visible_to(user)
+        queryset = selectors.approvals_to_list(
+            self.request.user, waiting_for_me=self.action == "list" and self._only_waiting_for_me()
+        )
         if self.action in ACTIONS:
             # The decision service locks and re-reads the request; the answer is built from a
             # fresh read afterwards. Progress and prefetches here would be read and thrown away.
