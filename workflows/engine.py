@@ -47,7 +47,7 @@ def claim(run_id: Any, owner: str) -> WorkflowRun | None:
         run = fastpath.claim(
             run_id,
             owner,
-            claimable=claimable(now),
+            claimable=claimable,
             now=now,
             lease_until=journal.lease_until(now),
         )

@@ -13,7 +13,8 @@ transaction of four or five ORM statements. They do exactly what ``journal`` doe
 * status changes use ``transitions.status_guard``, the same legality table as ``transition``.
 """
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -45,6 +46,23 @@ def _where(model: type, condition: Q) -> tuple[str, list[Any]]:
     """``condition`` as SQL on ``model``'s table (columns qualified by the table's name)."""
     query = model.objects.filter(condition).query
     return query.get_compiler(connection=connection).compile(query.where)
+
+
+# Compiling a Q costs about 0.2 ms, 6 % of a whole run's worker CPU when done per claim; the
+# SQL of a condition of "now" is the same every time, so it is compiled once per process with
+# a stand-in instant that is then replaced by the real one.
+_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+_compiled: dict[Callable, tuple[str, list[Any]]] = {}
+
+
+def _where_at(
+    model: type, condition: Callable[[datetime], Q], now: datetime
+) -> tuple[str, list[Any]]:
+    """``_where(model, condition(now))``, compiled once per condition."""
+    if condition not in _compiled:
+        _compiled[condition] = _where(model, condition(_NOW))
+    sql, params = _compiled[condition]
+    return sql, [now if param == _NOW else param for param in params]
 
 
 def _run_pk(run_id: Any) -> Any:
@@ -194,16 +212,21 @@ def complete_run(
 
 
 def claim(
-    run_id: Any, owner: str, *, claimable: Q, now: datetime, lease_until: datetime
+    run_id: Any,
+    owner: str,
+    *,
+    claimable: Callable[[datetime], Q],
+    now: datetime,
+    lease_until: datetime,
 ) -> WorkflowRun | None:
-    """Take the run if ``claimable`` (``engine.claimable``: the one definition of a due run)
-    matches it, in one statement (``SELECT ... FOR UPDATE SKIP LOCKED`` feeding the
+    """Take the run if ``claimable(now)`` (``engine.claimable``: the one definition of a due
+    run) matches it, in one statement (``SELECT ... FOR UPDATE SKIP LOCKED`` feeding the
     ``UPDATE``). None if it is not claimable now or another worker holds its row. The returned
     run carries the columns the replay needs, with ``status``/``recovery_count`` as they were
     *before* the claim so the caller can tell a reclaim (and its count) from a first claim."""
     at = _db(WorkflowRun, "started_at", now)
     legal = status_guard(RunStatus.RUNNING, [RunStatus.PENDING, RunStatus.RUNNING])
-    due_sql, due_params = _where(WorkflowRun, claimable)
+    due_sql, due_params = _where_at(WorkflowRun, claimable, now)
     sql = f"""
     WITH c AS (
         SELECT id, status, recovery_count FROM {RUN}
