@@ -162,6 +162,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         await self.live_event(message["id"], message["event"])
 
+    async def run_events(self, message: dict[str, Any]) -> None:
+        """Several committed events of this group, in order (``messages.batch_message``)."""
+        for item in message["events"]:
+            await self.run_event(item)
+
     async def send_frame(self, frame: dict[str, Any]) -> None:
         frame.setdefault("ts", None)
         await self.send(text_data=json.dumps(frame, separators=(",", ":")))

@@ -32,12 +32,14 @@ from django.conf import settings
 from . import selectors
 from .conf import setting
 from .groups import groups_for
-from .messages import group_message
+from .messages import batch_message, group_message
 
 log = logging.getLogger(__name__)
 
 # Most events the sender sends before it looks at the queue again.
 SEND_CHUNK = 500
+# Most events of one group in one channel-layer message.
+BATCH_EVENTS = 100
 
 
 def uses_relay() -> bool:
@@ -49,11 +51,20 @@ def uses_relay() -> bool:
 
 
 async def forward(layer: BaseChannelLayer, rows: Iterable[dict[str, Any]]) -> None:
-    """Send each event, in the order given, to every group it belongs to."""
+    """Send the events to every group they belong to, each group's in the order given.
+
+    The events of one group go in one message (up to ``BATCH_EVENTS``): a step boundary or a
+    run's end commits several events of one run at once, and every ``group_send`` costs
+    channels-redis a few Redis round trips, whoever listens.
+    """
+    batches: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         message = group_message(row)
         for group in groups_for(row["type"], row["run_id"]):
-            await layer.group_send(group, message)
+            batches.setdefault(group, []).append(message)
+    for group, messages in batches.items():
+        for start in range(0, len(messages), BATCH_EVENTS):
+            await layer.group_send(group, batch_message(messages[start : start + BATCH_EVENTS]))
 
 
 def on_events_committed(

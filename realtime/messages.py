@@ -36,6 +36,13 @@ def group_message(row: dict[str, Any]) -> dict[str, Any]:
     return {"type": "run.event", "id": row["id"], "event": event_frame(row)}
 
 
+def batch_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``group_message``, or several of one group in order (handled by ``run_events``)."""
+    if len(messages) == 1:
+        return messages[0]
+    return {"type": "run.events", "events": messages}
+
+
 def presence_frame(kind: str, run_id: Any, conn: str, user: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": kind,

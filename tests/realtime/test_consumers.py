@@ -6,6 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from realtime.delivery import forward
 from realtime.groups import run_group
 from realtime.messages import group_message
 from realtime.selectors import run_events_after
@@ -269,6 +270,31 @@ def test_a_gap_in_live_delivery_is_read_back_from_the_database(alice, settings):
         await get_channel_layer().group_send(run_group(run.id), group_message(last))
         frames = await receive_frames(comm, 3)
         assert [f["seq"] for f in frames] == [5, 6, 7]
+        assert await comm.receive_nothing(timeout=0.5)
+        await comm.disconnect()
+
+    run_ws(scenario)
+
+
+def test_events_sent_to_the_group_together_arrive_as_frames_in_order(alice, settings):
+    """A decision commits several events of one run at once; the publisher sends them to the
+    run's group as one message, and the client still gets one frame per event, in order."""
+    settings.HITL_REALTIME_DELIVERY = "relay"
+    settings.HITL_REALTIME_RELAY_INTERVAL = 30  # only this test's forward() delivers
+    run = waiting_review(alice)
+
+    async def scenario():
+        comm = connect_to(f"/ws/runs/{run.id}/?since=4", token=alice.token)
+        await comm.connect()
+        await decide("a", {"approved": True})
+        rows = await database_sync_to_async(run_events_after)(run.id, 4)
+        await forward(get_channel_layer(), rows)
+        frames = await receive_events(comm, 3)
+        assert [(f["seq"], f["type"]) for f in frames] == [
+            (5, "event.received"),
+            (6, "step.finished"),
+            (7, "run.finished"),
+        ]
         assert await comm.receive_nothing(timeout=0.5)
         await comm.disconnect()
 
