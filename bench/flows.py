@@ -18,21 +18,22 @@ def write(key: str, n: int) -> int:
     return n
 
 
-@workflow("bench-3-steps")
-def three_steps(ctx, data):
-    total = 0
-    for n in range(3):
-        total += ctx.step(f"write-{n}", write, ctx.run_id, n)
-    return {"total": total}
+def _three_writes_as_steps(**options):
+    """The workflow body: three steps, each one INSERT, with ``options`` for ctx.step."""
+
+    def flow(ctx, data):
+        return {
+            "total": sum(ctx.step(f"write-{n}", write, ctx.run_id, n, **options) for n in range(3))
+        }
+
+    return flow
 
 
-@workflow("bench-3-atomic-steps")
-def three_atomic_steps(ctx, data):
-    """The same writes as atomic steps: each INSERT commits together with its step record."""
-    total = 0
-    for n in range(3):
-        total += ctx.step(f"write-{n}", write, ctx.run_id, n, atomic=True)
-    return {"total": total}
+workflow("bench-3-steps")(_three_writes_as_steps())
+# The same writes as batched steps: all three recorded with the run's end.
+workflow("bench-3-batched-steps")(_three_writes_as_steps(batched=True))
+# The same writes as atomic steps: each INSERT commits together with its step record.
+workflow("bench-3-atomic-steps")(_three_writes_as_steps(atomic=True))
 
 
 def three_writes(key: str) -> int:

@@ -1,7 +1,8 @@
 """Throughput: N runs of a 3-step workflow with 2 worker processes, against bare django-q2 tasks
 making the same three writes and against DBOS Transact running the same workflow.
 
-    .venv/bin/python bench/throughput.py [--runs 2000] [--only q2,engine,engine_atomic,dbos]
+    .venv/bin/python bench/throughput.py [--runs 2000]
+                                         [--only q2,engine,engine_batched,engine_atomic,dbos]
                                          [--dbos-worker-concurrency 4] [--dbos-poll 0.05]
 
 Everything runs on the real PostgreSQL (a fresh database ``hitl_bench_tp``, and
@@ -12,6 +13,8 @@ at the last completion as recorded in the database (the engine's ``finished_at``
 baseline task's last write, DBOS's ``workflow_status.updated_at``).
 
 * engine: one ``manage.py qcluster`` with ``HITL_WORKERS=2``; ``workflows.start`` per run.
+* engine_batched: the same with ``ctx.step(..., batched=True)`` (the three steps are written
+          together with the run's end: two journal statements per run instead of five).
 * engine_atomic: the same with ``ctx.step(..., atomic=True)`` (each INSERT commits with its
           step record: one commit per step instead of two).
 * q2:     the same cluster settings and broker; ``async_task(bench.flows.three_writes)``.
@@ -227,7 +230,7 @@ def _figures(runs: int, elapsed: float, enqueued: float, failed: int = 0) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--only", default="q2,engine,engine_atomic,dbos")
+    parser.add_argument("--only", default="q2,engine,engine_batched,engine_atomic,dbos")
     parser.add_argument("--dbos-worker-concurrency", type=int, default=4)
     parser.add_argument("--dbos-poll", type=float, default=0.05)
     parser.add_argument("--profile", help="directory: py-spy the engine's workers into it")
@@ -250,6 +253,8 @@ def main() -> None:
         load_before = c.loadavg()
         if phase == "engine":
             results[phase] = engine_phase(env, args.runs, args.profile)
+        elif phase == "engine_batched":
+            results[phase] = engine_phase(env, args.runs, args.profile, "bench-3-batched-steps")
         elif phase == "engine_atomic":
             results[phase] = engine_phase(env, args.runs, args.profile, "bench-3-atomic-steps")
         elif phase == "q2":
@@ -275,12 +280,16 @@ def main() -> None:
             q2 = results["q2"]["steps_per_s"]
             summary["engine_vs_q2"] = c.ratio(eng, q2)
             summary["target_engine_ge_half_q2"] = c.verdict(eng >= q2 / 2)
-    if "engine_atomic" in results:
-        atomic = results["engine_atomic"]["steps_per_s"]
+    for variant in ("engine_batched", "engine_atomic"):
+        if variant not in results:
+            continue
+        figure = results[variant]["steps_per_s"]
         if "dbos" in results:
-            summary["engine_atomic_vs_dbos"] = c.ratio(atomic, results["dbos"]["steps_per_s"])
+            summary[f"{variant}_vs_dbos"] = c.ratio(figure, results["dbos"]["steps_per_s"])
         if "q2" in results:
-            summary["engine_atomic_vs_q2"] = c.ratio(atomic, results["q2"]["steps_per_s"])
+            q2 = results["q2"]["steps_per_s"]
+            summary[f"{variant}_vs_q2"] = c.ratio(figure, q2)
+            summary[f"target_{variant}_ge_half_q2"] = c.verdict(figure >= q2 / 2)
     summary["uptime_after"] = c.machine()["uptime"]
     c.emit("summary", summary)
 

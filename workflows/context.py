@@ -24,6 +24,9 @@ from .errors import InvalidInput, NonDeterminismError, StepFailed, WorkflowError
 from .models import Step, StepKind, StepStatus, WaitKind, WaitPoint, WaitStatus, WorkflowRun
 from .registry import to_json
 
+# Batched steps held back before their completions are written anyway (one statement's worth).
+BATCH_LIMIT = 100
+
 # Event types the engine and apps write themselves; ctx.emit may not impersonate them.
 RESERVED_EVENT_PREFIXES = ("run.", "step.", "approval.", "input.", "event.", "wait.", "presence.")
 
@@ -73,8 +76,9 @@ class Context:
         self._started = time.monotonic()
         self._budget = settings.HITL_ADVANCE_BUDGET_SECONDS
         self._current_step: tuple[int, str] | None = None
-        # The last step's completion, written with the next journal write (journal.Finished).
-        self.finished: journal.Finished | None = None
+        # Completions held back until the next journal write (journal.Finished): the last
+        # step's, and those of batched steps since.
+        self.pending: list[journal.Finished] = []
         # A replay error the workflow might catch and ignore; the engine fails the run anyway.
         self.fatal_error: WorkflowError | None = None
 
@@ -126,6 +130,7 @@ class Context:
         retries: int | None = None,
         backoff: float | timedelta | None = None,
         atomic: bool = False,
+        batched: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn(*args, **kwargs)`` once and record its JSON result; replays return it.
@@ -139,6 +144,13 @@ class Context:
         mid-step leaves nothing behind and the step runs again; a failed attempt's writes are
         rolled back. The run's row stays locked while ``fn`` runs (a cancel waits for it): keep
         such steps to database work.
+
+        ``batched=True``, for short idempotent steps: nothing is written before ``fn`` runs, and
+        its result is written with the run's next journal write (the next unbatched step, a
+        wait, the end of the run), so a row of batched steps costs one statement instead of
+        one each. The price: after a crash every batched step since the last write runs again,
+        and a cancel takes effect at the next write, so batched steps already under way in
+        this advance still run. A failing batched step is recorded like any other.
         """
         sequence, record = self._next(name, StepKind.STEP)
         if record is not None:
@@ -156,10 +168,29 @@ class Context:
         self._check_budget()
         retries = settings.HITL_STEP_RETRIES if retries is None else retries
         max_attempts = max(1, int(retries) + 1)
+        if atomic and batched:
+            raise WorkflowError(
+                f"ctx.step('{name}'): atomic=True and batched=True exclude each other (an atomic "
+                "step is written with its own effects)."
+            )
         if atomic:
             return self._atomic_step(
                 sequence, name, record, max_attempts, backoff, fn, args, kwargs
             )
+        if batched and record is None:
+            return self._batched_step(sequence, name, max_attempts, backoff, fn, args, kwargs)
+        step = self._begin(sequence, name, max_attempts, existing=record)
+        try:
+            value = self._call(sequence, name, fn, args, kwargs)
+        except Exception as exc:
+            self._attempt_failed(step, exc, backoff)
+        self.pending.append(journal.Finished(step, value, clock.now()))
+        return value
+
+    def _begin(
+        self, sequence: int, name: str, max_attempts: int, existing: Step | None = None
+    ) -> Step:
+        """Write an attempt's start, together with the completions held back so far."""
         step = journal.step_begin(
             self.run_id,
             self._owner,
@@ -167,17 +198,48 @@ class Context:
             name,
             StepKind.STEP,
             max_attempts,
-            existing=record,
-            finished=self.finished,
+            existing=existing,
+            finished=self.pending,
         )
-        self.finished = None
+        self.pending = []
+        return step
+
+    def _call(
+        self, sequence: int, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict
+    ) -> Any:
+        with self._in_step(sequence, name):
+            value = fn(*args, **kwargs)
+        return to_json(value, what=f"result of step '{name}'")
+
+    def _batched_step(
+        self,
+        sequence: int,
+        name: str,
+        max_attempts: int,
+        backoff: float | timedelta | None,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
+        if len(self.pending) >= BATCH_LIMIT:
+            self.flush()
+        step = Step(
+            run_id=self.run_id,
+            sequence=sequence,
+            name=name,
+            kind=StepKind.STEP,
+            status=StepStatus.RUNNING,
+            attempts=1,
+            max_attempts=max_attempts,
+            started_at=clock.now(),
+        )
         try:
-            with self._in_step(sequence, name):
-                value = fn(*args, **kwargs)
-            value = to_json(value, what=f"result of step '{name}'")
+            value = self._call(sequence, name, fn, args, kwargs)
         except Exception as exc:
-            self._attempt_failed(step, exc, backoff)
-        self.finished = journal.Finished(step, value)
+            # A failure is written like any step's: the held-back completions and this
+            # attempt's record first, then the retry or the failure.
+            self._attempt_failed(self._begin(sequence, name, max_attempts), exc, backoff)
+        self.pending.append(journal.Finished(step, value, clock.now()))
         return value
 
     def _atomic_step(
@@ -201,9 +263,7 @@ class Context:
         try:
             with transaction.atomic():
                 seq = journal.lease_and_event_seq(self.run_id, self._owner, now)
-                with self._in_step(sequence, name):
-                    value = fn(*args, **kwargs)
-                value = to_json(value, what=f"result of step '{name}'")
+                value = self._call(sequence, name, fn, args, kwargs)
                 journal.atomic_step_close(
                     self.run_id, seq=seq, step=step, result=value, now=clock.now()
                 )
@@ -214,7 +274,6 @@ class Context:
             self._attempt_failed(
                 journal.atomic_step_failed(self.run_id, self._owner, step), exc, backoff
             )
-        self.finished = None
         return value
 
     def _attempt_failed(
@@ -230,10 +289,10 @@ class Context:
         raise StepFailed(step.name, type(exc).__qualname__, str(exc)) from exc
 
     def flush(self) -> None:
-        """Write a completion still held back (when the advance ends without another write)."""
-        if self.finished is not None:
-            journal.step_complete(self.run_id, self._owner, self.finished)
-            self.finished = None
+        """Write completions still held back (when the advance ends without another write)."""
+        if self.pending:
+            journal.step_complete(self.run_id, self._owner, self.pending)
+            self.pending = []
 
     @staticmethod
     def _backoff(base: float | timedelta | None, attempt: int) -> float:
@@ -279,9 +338,9 @@ class Context:
             request=request,
             deadline=deadline,
             on_create=on_create,
-            finished=self.finished,
+            finished=self.pending,
         )
-        self.finished = None
+        self.pending = []
         if wait.is_open:
             raise Suspend()
         return journal.wait_consume(self.run_id, self._owner, wait)
@@ -358,15 +417,15 @@ class Context:
             payload,
             event_type=type,
             event_data=payload,
-            finished=self.finished,
+            finished=self.pending,
         )
-        self.finished = None
+        self.pending = []
 
     def _record_value(self, sequence: int, name: str, value: Any) -> None:
         journal.record_value(
-            self.run_id, self._owner, sequence, name, StepKind.VALUE, value, finished=self.finished
+            self.run_id, self._owner, sequence, name, StepKind.VALUE, value, finished=self.pending
         )
-        self.finished = None
+        self.pending = []
 
     def now(self) -> datetime:
         """The current time, recorded: a replay returns the same instant."""

@@ -6,7 +6,7 @@ import socket
 import uuid
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
@@ -91,6 +91,24 @@ def _claim_orm(run_id: Any, owner: str, now) -> WorkflowRun | None:
     return run
 
 
+def _claim_on_live_connection(run_id: Any, owner: str) -> WorkflowRun | None:
+    """``claim`` without Django's per-task connection health check.
+
+    With ``CONN_HEALTH_CHECKS`` Django pings a persistent connection (``SELECT 1``) before the
+    first query of every task: one more round trip per advance than the claim itself. The
+    claim is that first query and is safe to repeat (it changes nothing unless it matches), so
+    instead of pinging first, a connection the claim finds dead (database restarted, idle
+    connection cut) is replaced and the claim made once more.
+    """
+    connection.health_check_done = True
+    try:
+        return claim(run_id, owner)
+    except (OperationalError, InterfaceError):
+        log.info("Database connection lost before claiming run %s; reconnecting", run_id)
+        connection.close()
+        return claim(run_id, owner)
+
+
 def _recover(run: WorkflowRun, owner: str) -> bool:
     """The run was reclaimed: count it, or give up on it past ``HITL_MAX_RECOVERIES``."""
     from django.conf import settings
@@ -115,7 +133,7 @@ def advance(run_id: Any) -> str:
     ``skipped`` (not ours now), ``waiting``, ``retry``, ``yielded``, ``completed``, ``failed``
     or ``lost`` (cancelled or taken over meanwhile)."""
     owner = worker_id()
-    run = claim(run_id, owner)
+    run = _claim_on_live_connection(run_id, owner)
     if run is None:
         return "skipped"
     try:
@@ -144,8 +162,8 @@ def advance(run_id: Any) -> str:
 
 
 def _replay(fn: Any, ctx: Context, run: WorkflowRun, owner: str) -> str:
-    """Call the workflow function and write how the advance ended (with ``ctx.finished``, the
-    last step's completion, in the same transaction)."""
+    """Call the workflow function and write how the advance ended (with ``ctx.pending``, the
+    completions held back, in the same transaction)."""
     try:
         result = fn(ctx, run.input)
         if ctx.fatal_error is not None:
@@ -157,7 +175,7 @@ def _replay(fn: Any, ctx: Context, run: WorkflowRun, owner: str) -> str:
         ctx.flush()
         return "retry"
     except YieldRun:
-        journal.run_yield(run.id, owner, finished=ctx.finished)
+        journal.run_yield(run.id, owner, finished=ctx.pending)
         return "yielded"
     except (OperationalError, InterfaceError):
         raise  # not the workflow's failure: advance() leaves the run to be recovered
@@ -165,7 +183,7 @@ def _replay(fn: Any, ctx: Context, run: WorkflowRun, owner: str) -> str:
         # A replay error wins over whatever the workflow did with it afterwards.
         error = ctx.fatal_error or exc
         log.warning("Run %s failed: %s", run.id, error)
-        failed = journal.run_fail(run.id, owner, error, finished=ctx.finished)
+        failed = journal.run_fail(run.id, owner, error, finished=ctx.pending)
         return "failed" if failed else "lost"
-    done = journal.run_complete(run.id, owner, result, finished=ctx.finished)
+    done = journal.run_complete(run.id, owner, result, finished=ctx.pending)
     return "completed" if done else "lost"

@@ -1,7 +1,7 @@
 """The engine's hottest journal writes as single statements, on PostgreSQL.
 
-A step boundary (complete one step, start the next) and the end of a run are each one
-statement built from data-modifying CTEs: one round trip and one commit instead of a
+A step boundary (complete the steps held back so far, start the next) and the end of a run
+are each one statement built from data-modifying CTEs: one round trip and one commit instead of a
 transaction of four or five ORM statements. They do exactly what ``journal`` does with the ORM
 (the path SQLite takes, and the one the test suite runs in embedded mode), under the same rules:
 
@@ -13,12 +13,14 @@ transaction of four or five ORM statements. They do exactly what ``journal`` doe
 * status changes use ``transitions.status_guard``, the same legality table as ``transition``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Model, Q
+from django.db.models.sql import InsertQuery
 
 from .models import RunEvent, RunStatus, Step, StepStatus, WorkflowRun
 from .outbox import publish_after_commit
@@ -69,36 +71,94 @@ def _run_pk(run_id: Any) -> Any:
     return _db(WorkflowRun, "id", run_id)
 
 
-def _events(run_id: Any, rows: list[tuple], data: dict[str, dict], now: datetime) -> None:
-    """Publish the events a statement inserted (``rows``: id, seq, type) after commit."""
+def _events(run_id: Any, rows: list[tuple], data: list[dict], now: datetime) -> None:
+    """Publish the events a statement inserted (``rows``: id, seq, type; ``data`` in the order
+    of their sequence numbers) after commit."""
     events = [
-        RunEvent(pk=pk, run_id=run_id, seq=seq, type=type_, data=data[type_], created_at=now)
-        for pk, seq, type_ in sorted(rows, key=lambda row: row[1])
+        RunEvent(pk=pk, run_id=run_id, seq=seq, type=type_, data=item, created_at=now)
+        for (pk, seq, type_), item in zip(sorted(rows, key=lambda row: row[1]), data, strict=True)
     ]
     publish_after_commit(events)
 
 
-# A CTE completing step ``id`` only if the lease-guarding ``r`` matched; its parameters come
-# from ``_complete_step_params``.
-_COMPLETE_STEP = f"""
-    done AS (
+# (step, result, finished at, step.finished event data), as journal.Finished describes them.
+Completion = tuple[Step, Any, datetime, dict]
+
+
+def _completion_ctes(run_pk: Any, completions: Sequence[Completion]) -> tuple[str, list[Any]]:
+    """CTEs completing held-back steps, each only if the lease-guarding ``r`` matched: an
+    ``UPDATE`` of a step whose start was written, one ``INSERT`` of the batched steps (whose
+    start was not)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    inserted = []
+    for step, result, at, _data in completions:
+        if step.pk is None:
+            inserted.append((step, result, at))
+            continue
+        parts.append(
+            f"""
+    done{len(parts)} AS (
         UPDATE {STEP} SET status = %s, result = %s, finished_at = %s,
             error = '', error_type = '', traceback = ''
         WHERE id = %s AND EXISTS (SELECT 1 FROM r)
     )"""
+        )
+        params += [StepStatus.COMPLETED, _db(Step, "result", result), _at(at), step.pk]
+    if inserted:
+        row = (
+            "(%s, %s, %s, %s, %s, %s::jsonb, '', '', '', %s, %s, NULL::timestamptz, "
+            "%s::timestamptz, %s::timestamptz)"
+        )
+        parts.append(
+            f"""
+    ins AS (
+        INSERT INTO {STEP} {STEP_COLUMNS}
+        SELECT v.* FROM (VALUES {", ".join([row] * len(inserted))}) AS v
+        WHERE EXISTS (SELECT 1 FROM r)
+    )"""
+        )
+        for step, result, at in inserted:
+            params += [
+                run_pk,
+                step.sequence,
+                step.name,
+                step.kind,
+                StepStatus.COMPLETED,
+                _db(Step, "result", result),
+                step.attempts,
+                step.max_attempts,
+                _at(step.started_at),
+                _at(at),
+            ]
+    return ",".join(parts), params
 
 
-def _complete_step_params(step_id: int, result: Any, at: Any) -> list[Any]:
-    return [StepStatus.COMPLETED, _db(Step, "result", result), at, step_id]
+def _events_cte(run_pk: Any, events: Sequence[tuple[str, dict]], at: Any) -> tuple[str, list]:
+    """The ``ev`` CTE: ``events`` (type, data) numbered up to ``r.event_seq``, in order."""
+    rows = ", ".join(["(%s::int, %s::varchar, %s::jsonb)"] * len(events))
+    params: list[Any] = [run_pk, len(events), at]
+    for n, (type_, data) in enumerate(events, start=1):
+        params += [n, type_, _db(RunEvent, "data", data)]
+    sql = f"""
+    ev AS (
+        INSERT INTO {EVENT} (run_id, seq, type, data, created_at)
+        SELECT %s, r.event_seq - %s + e.n, e.type, e.data, %s
+        FROM r, (VALUES {rows}) AS e (n, type, data)
+        RETURNING id, seq, type
+    )"""
+    return sql, params
+
+
+def _at(value: datetime) -> Any:
+    return _db(Step, "started_at", value)
 
 
 def complete_and_begin(
     run_id: Any,
     owner: str,
     *,
-    step_id: int,
-    result: Any,
-    event_data: dict,
+    completions: Sequence[Completion],
     sequence: int,
     name: str,
     kind: str,
@@ -106,108 +166,120 @@ def complete_and_begin(
     now: datetime,
     lease_until: datetime,
 ) -> int | None:
-    """Complete step ``step_id`` (with its ``step.finished`` event) and insert the first attempt
-    of the next step, renewing the lease. Returns the new step's id, None if the lease is lost."""
+    """Complete the held-back steps (each with its ``step.finished`` event) and insert the
+    first attempt of the next step, renewing the lease. Returns the new step's id, None if the
+    lease is lost."""
     run_pk = _run_pk(run_id)
-    at = _db(Step, "started_at", now)
-    sql = f"""
-    WITH r AS (
-        UPDATE {RUN} SET event_seq = event_seq + 1, lease_expires_at = %s, updated_at = %s
-        WHERE id = %s AND status = %s AND lease_owner = %s
-        RETURNING event_seq
-    ),{_COMPLETE_STEP},
-    ev AS (
-        INSERT INTO {EVENT} (run_id, seq, type, data, created_at)
-        SELECT %s, event_seq, 'step.finished', %s, %s FROM r
-        RETURNING id, seq, type
-    ),
+    begin = f"""
     nxt AS (
         INSERT INTO {STEP} {STEP_COLUMNS}
         SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL FROM r
         RETURNING id
-    )
-    SELECT ev.id, ev.seq, ev.type, nxt.id FROM ev, nxt
+    )"""
+    params = [run_pk, sequence, name, kind, StepStatus.RUNNING, max_attempts, _at(now)]
+    rows = _complete(run_id, owner, completions, now, lease_until, (begin, params))
+    return rows[0][3] if rows else None
+
+
+def complete_steps(
+    run_id: Any,
+    owner: str,
+    *,
+    completions: Sequence[Completion],
+    now: datetime,
+    lease_until: datetime,
+) -> bool:
+    """Complete the held-back steps on their own, renewing the lease. False if it is lost."""
+    return bool(_complete(run_id, owner, completions, now, lease_until))
+
+
+def _complete(
+    run_id: Any,
+    owner: str,
+    completions: Sequence[Completion],
+    now: datetime,
+    lease_until: datetime,
+    begin: tuple[str, list[Any]] | None = None,
+) -> list[tuple]:
+    """The statement behind ``complete_and_begin`` and ``complete_steps``: one row per event
+    (id, seq, type, and the next step's id when ``begin`` inserts one); none if the lease is
+    lost."""
+    run_pk = _run_pk(run_id)
+    at = _at(now)
+    events = [("step.finished", data) for *_rest, data in completions]
+    steps_sql, steps_params = _completion_ctes(run_pk, completions)
+    events_sql, events_params = _events_cte(run_pk, events, at)
+    begin_sql, begin_params = begin or ("", [])
+    sql = f"""
+    WITH r AS (
+        UPDATE {RUN} SET event_seq = event_seq + %s, lease_expires_at = %s, updated_at = %s
+        WHERE id = %s AND status = %s AND lease_owner = %s
+        RETURNING event_seq
+    ),{steps_sql},{events_sql}{"," + begin_sql if begin else ""}
+    SELECT ev.id, ev.seq, ev.type{", nxt.id FROM ev, nxt" if begin else " FROM ev"}
     """
     params = [
+        len(events),
         _db(WorkflowRun, "lease_expires_at", lease_until),
         at,
         run_pk,
         RunStatus.RUNNING,
         owner,
-        *_complete_step_params(step_id, result, at),
-        run_pk,
-        _db(RunEvent, "data", event_data),
-        at,
-        run_pk,
-        sequence,
-        name,
-        kind,
-        StepStatus.RUNNING,
-        max_attempts,
-        at,
+        *steps_params,
+        *events_params,
+        *begin_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    _events(run_id, [row[:3]], {"step.finished": event_data}, now)
-    return row[3]
+        rows = cursor.fetchall()
+    if rows:
+        _events(run_id, [row[:3] for row in rows], [data for _type, data in events], now)
+    return rows
 
 
 def complete_run(
     run_id: Any,
     owner: str,
     *,
-    step_id: int,
-    step_result: Any,
-    step_event_data: dict,
+    completions: Sequence[Completion],
     result: Any,
     now: datetime,
 ) -> bool:
-    """Complete the run's last step and the run itself (running -> completed), with both
+    """Complete the held-back steps and the run itself (running -> completed), with their
     events. False if the lease is lost (cancelled or taken over): nothing is written."""
     run_pk = _run_pk(run_id)
     at = _db(WorkflowRun, "finished_at", now)
-    finished_data = {"status": "completed", "result": result}
+    events = [("step.finished", data) for *_rest, data in completions]
+    events.append(("run.finished", {"status": "completed", "result": result}))
+    steps_sql, steps_params = _completion_ctes(run_pk, completions)
+    events_sql, events_params = _events_cte(run_pk, events, at)
     sql = f"""
     WITH r AS (
-        UPDATE {RUN} SET event_seq = event_seq + 2, status = %s, result = %s, finished_at = %s,
+        UPDATE {RUN} SET event_seq = event_seq + %s, status = %s, result = %s, finished_at = %s,
             lease_owner = '', lease_expires_at = NULL, updated_at = %s
         WHERE id = %s AND {status_guard(RunStatus.COMPLETED, [RunStatus.RUNNING])}
             AND lease_owner = %s
         RETURNING event_seq
-    ),{_COMPLETE_STEP},
-    ev AS (
-        INSERT INTO {EVENT} (run_id, seq, type, data, created_at)
-        SELECT %s, event_seq - 1, 'step.finished', %s, %s FROM r
-        UNION ALL
-        SELECT %s, event_seq, 'run.finished', %s, %s FROM r
-        RETURNING id, seq, type
-    )
+    ),{steps_sql},{events_sql}
     SELECT id, seq, type FROM ev
     """
     params = [
+        len(events),
         RunStatus.COMPLETED,
         _db(WorkflowRun, "result", result),
         at,
         at,
         run_pk,
         owner,
-        *_complete_step_params(step_id, step_result, at),
-        run_pk,
-        _db(RunEvent, "data", step_event_data),
-        at,
-        run_pk,
-        _db(RunEvent, "data", finished_data),
-        at,
+        *steps_params,
+        *events_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
         return False
-    _events(run_id, rows, {"step.finished": step_event_data, "run.finished": finished_data}, now)
+    _events(run_id, rows, [data for _type, data in events], now)
     return True
 
 
@@ -303,6 +375,32 @@ def insert_completed_step(step: Step, *, event_seq: int, event_data: dict, now: 
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         event_id, step.pk = cursor.fetchone()
-    _events(
-        step.run_id, [(event_id, event_seq, "step.finished")], {"step.finished": event_data}, now
-    )
+    _events(step.run_id, [(event_id, event_seq, "step.finished")], [event_data], now)
+
+
+def _insert(obj: Model) -> tuple[str, list[Any]]:
+    """The ORM's own ``INSERT`` of the new instance ``obj`` (defaults and ``auto_now`` applied
+    to ``obj`` as ``save()`` would), without an auto-increment key."""
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
+
+
+def start_run(run: WorkflowRun, event: RunEvent) -> None:
+    """Insert a new run and its first event in one statement (the run's key is made here, the
+    event's comes back). One statement commits or fails whole even outside a transaction, so a
+    duplicate idempotency key writes neither; inside a caller's transaction it runs in a
+    savepoint, which that failure rolls back without aborting the caller's transaction."""
+    run_sql, run_params = _insert(run)
+    event_sql, event_params = _insert(event)
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH r AS ({run_sql}) {event_sql} RETURNING id", [*run_params, *event_params]
+        )
+        event.pk = cursor.fetchone()[0]
+    for obj in (run, event):
+        obj._state.adding, obj._state.db = False, connection.alias

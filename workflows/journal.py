@@ -6,6 +6,7 @@ over after its lease expired) gets ``LeaseLost`` and records nothing.
 """
 
 import traceback as tb
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,17 +74,21 @@ def describe_exception(exc: BaseException) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Finished:
-    """A step whose code returned but whose completion is not written yet.
+    """A step whose code returned (at ``at``) but whose completion is not written yet.
 
-    The engine writes a completion in the same transaction as the run's next journal write
+    The engine writes completions in the same transaction as the run's next journal write
     (the next step's start, a wait, the run's end), which halves the commits per step. Nothing
     runs between the two but the workflow's own deterministic code, so a crash in between is
     the same as a crash just before the completion committed: the step runs again, as it would
     have anyway.
+
+    ``step`` is unsaved (no ``pk``) for a batched step (``ctx.step(..., batched=True)``): its
+    start was not written either, and the completion inserts its record.
     """
 
     step: Step
     result: Any
+    at: datetime
 
 
 def step_begin(
@@ -94,7 +99,7 @@ def step_begin(
     kind: str,
     max_attempts: int,
     existing: Step | None = None,
-    finished: Finished | None = None,
+    finished: Sequence[Finished] = (),
 ) -> Step:
     """Record that an attempt of a step starts, before its code runs (so a crash is visible).
 
@@ -102,18 +107,16 @@ def step_begin(
     run never starts another step. ``existing`` is the step's record from the replay (a retry,
     or a re-run after a crash); without one this is the first attempt: a single
     ``INSERT ... SELECT ... WHERE <lease still ours>``, the hot path of every step.
-    ``finished``: the previous step's completion, written in the same transaction.
+    ``finished``: completions held back so far, written in the same transaction.
     """
     now = clock.now()
-    if existing is None and finished is None:
+    if existing is None and not finished:
         return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
-    if existing is None and finished is not None and fastpath.available():
+    if existing is None and fastpath.available():
         step_id = fastpath.complete_and_begin(
             run_id,
             owner,
-            step_id=finished.step.pk,
-            result=finished.result,
-            event_data=_finished_data(finished.step, now),
+            completions=_completions(finished),
             sequence=sequence,
             name=name,
             kind=kind,
@@ -125,7 +128,7 @@ def step_begin(
             raise LeaseLost()
         return _new_step(step_id, run_id, sequence, name, kind, max_attempts, now)
     with transaction.atomic():
-        if finished is not None:
+        if finished:
             write_completion(run_id, owner, finished, now)
         if existing is None:
             return _insert_first_attempt(run_id, owner, sequence, name, kind, max_attempts, now)
@@ -197,28 +200,50 @@ def _new_step(
     )
 
 
-def step_complete(run_id: Any, owner: str, finished: Finished) -> None:
-    """Write a completion on its own (when no other journal write follows to carry it)."""
+def step_complete(run_id: Any, owner: str, finished: Sequence[Finished]) -> None:
+    """Write completions on their own (when no other journal write follows to carry them)."""
+    now = clock.now()
+    if fastpath.available():
+        if not fastpath.complete_steps(
+            run_id,
+            owner,
+            completions=_completions(finished),
+            now=now,
+            lease_until=lease_until(now),
+        ):
+            raise LeaseLost()
+        return
     with transaction.atomic():
-        write_completion(run_id, owner, finished, clock.now())
+        write_completion(run_id, owner, finished, now)
 
 
-def write_completion(run_id: Any, owner: str, finished: Finished, now: datetime) -> None:
-    """Inside the caller's transaction: the step is completed, with its ``step.finished`` event.
+def write_completion(run_id: Any, owner: str, finished: Sequence[Finished], now: datetime) -> None:
+    """Inside the caller's transaction: the steps are completed, each with its
+    ``step.finished`` event (a batched step's record is inserted completed).
 
     Raises ``LeaseLost`` (and so rolls the transaction back) if the run is no longer ours.
     """
-    step = finished.step
-    seq = lease_and_event_seq(run_id, owner, now)
-    Step.objects.filter(pk=step.pk).update(
-        status=StepStatus.COMPLETED,
-        result=finished.result,
-        finished_at=now,
-        error="",
-        error_type="",
-        traceback="",
-    )
-    record_event(run_id, "step.finished", seq=seq, data=_finished_data(step, now))
+    for item in finished:
+        step = item.step
+        seq = lease_and_event_seq(run_id, owner, now)
+        if step.pk is None:
+            step.status, step.result, step.finished_at = StepStatus.COMPLETED, item.result, item.at
+            step.save(force_insert=True)
+        else:
+            Step.objects.filter(pk=step.pk).update(
+                status=StepStatus.COMPLETED,
+                result=item.result,
+                finished_at=item.at,
+                error="",
+                error_type="",
+                traceback="",
+            )
+        record_event(run_id, "step.finished", seq=seq, data=_finished_data(step, item.at))
+
+
+def _completions(finished: Sequence[Finished]) -> list[tuple[Step, Any, datetime, dict]]:
+    """``finished`` as ``fastpath`` takes it: (step, result, finished at, event data)."""
+    return [(f.step, f.result, f.at, _finished_data(f.step, f.at)) for f in finished]
 
 
 def _finished_data(step: Step, now: datetime) -> dict:
@@ -333,7 +358,7 @@ def record_value(
     *,
     event_type: str | None = None,
     event_data: dict | None = None,
-    finished: Finished | None = None,
+    finished: Sequence[Finished] = (),
 ) -> None:
     """Record a value (ctx.now(), ctx.uuid4(), ctx.emit()) so replays return the same one."""
     now = clock.now()
@@ -354,9 +379,11 @@ def record_value(
             record_event(run_id, event_type, event_data)
 
 
-def _lease_or_completion(run_id: Any, owner: str, finished: Finished | None, now: datetime) -> None:
+def _lease_or_completion(
+    run_id: Any, owner: str, finished: Sequence[Finished], now: datetime
+) -> None:
     """Both renew the lease (or raise ``LeaseLost``); a pending completion does it for free."""
-    if finished is None:
+    if not finished:
         renew_lease(run_id, owner)
     else:
         write_completion(run_id, owner, finished, now)
@@ -376,7 +403,7 @@ def wait_enter(
     request: dict | None = None,
     deadline: datetime | None = None,
     on_create: Any = None,
-    finished: Finished | None = None,
+    finished: Sequence[Finished] = (),
 ) -> WaitPoint:
     """Register the wait (once) and, if it is not already satisfied, suspend the run.
 
@@ -533,20 +560,14 @@ def wake(run_id: Any, now: datetime) -> bool:
 # --- the run as a whole ---------------------------------------------------------------------
 
 
-def run_complete(run_id: Any, owner: str, result: Any, finished: Finished | None = None) -> bool:
+def run_complete(run_id: Any, owner: str, result: Any, finished: Sequence[Finished] = ()) -> bool:
     now = clock.now()
-    if finished is not None and fastpath.available():
+    if finished and fastpath.available():
         return fastpath.complete_run(
-            run_id,
-            owner,
-            step_id=finished.step.pk,
-            step_result=finished.result,
-            step_event_data=_finished_data(finished.step, now),
-            result=result,
-            now=now,
+            run_id, owner, completions=_completions(finished), result=result, now=now
         )
     with transaction.atomic():
-        if finished is not None:
+        if finished:
             write_completion(run_id, owner, finished, now)
         done = transition(
             run_id,
@@ -565,13 +586,13 @@ def run_complete(run_id: Any, owner: str, result: Any, finished: Finished | None
 
 
 def run_fail(
-    run_id: Any, owner: str | None, exc: BaseException, finished: Finished | None = None
+    run_id: Any, owner: str | None, exc: BaseException, finished: Sequence[Finished] = ()
 ) -> bool:
     now = clock.now()
     details = describe_exception(exc)
     where = Q(lease_owner=owner) if owner else None
     with transaction.atomic():
-        if finished is not None and owner:
+        if finished and owner:
             write_completion(run_id, owner, finished, now)
         done = transition(
             run_id,
@@ -597,11 +618,11 @@ def run_fail(
     return done
 
 
-def run_yield(run_id: Any, owner: str, finished: Finished | None = None) -> None:
+def run_yield(run_id: Any, owner: str, finished: Sequence[Finished] = ()) -> None:
     """Give the run back to the queue (time budget used up); another task continues it."""
     now = clock.now()
     with transaction.atomic():
-        if finished is not None:
+        if finished:
             write_completion(run_id, owner, finished, now)
         moved = transition(
             run_id,

@@ -10,10 +10,11 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from . import clock, journal
+from . import clock, fastpath, journal
 from .errors import InvalidInput, RunNotFound, WaitClosed, WaitNotFound
 from .models import (
     EventMessage,
+    RunEvent,
     RunStatus,
     Step,
     StepStatus,
@@ -22,7 +23,7 @@ from .models import (
     WaitStatus,
     WorkflowRun,
 )
-from .outbox import record_event
+from .outbox import publish_after_commit, record_event
 from .queue import enqueue_advance
 from .registry import registry, to_json
 from .signals import run_cancelled
@@ -54,26 +55,28 @@ def run_start(
         if existing is not None:
             return existing, False
     now = clock.now()
+    run = WorkflowRun(
+        workflow_name=definition.name,
+        workflow_version=definition.version,
+        input=data,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+        wake_at=now,
+        enqueued_at=now,
+        # The run.started event below takes number 1 (no UPDATE of a row just inserted).
+        event_seq=1,
+    )
+    started = {"workflow": run.workflow_name, "version": run.workflow_version}
     try:
-        with transaction.atomic():
-            run = WorkflowRun.objects.create(
-                workflow_name=definition.name,
-                workflow_version=definition.version,
-                input=data,
-                idempotency_key=idempotency_key,
-                created_by=created_by,
-                wake_at=now,
-                enqueued_at=now,
-                # The run.started event below takes number 1 (no UPDATE of a row just inserted).
-                event_seq=1,
-            )
-            record_event(
-                run.id,
-                "run.started",
-                {"workflow": run.workflow_name, "version": run.workflow_version},
-                seq=1,
-            )
-            enqueue_advance(run.id)
+        if fastpath.available():
+            event = RunEvent(run=run, seq=1, type="run.started", data=started)
+            fastpath.start_run(run, event)
+            publish_after_commit([event])
+        else:
+            with transaction.atomic():
+                run.save(force_insert=True)
+                record_event(run.id, "run.started", started, seq=1)
+        enqueue_advance(run.id)
     except IntegrityError:
         # Lost a race with a concurrent start under the same key: that run is the answer.
         existing = WorkflowRun.objects.filter(

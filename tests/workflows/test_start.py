@@ -1,7 +1,11 @@
 """Starting runs: idempotency keys, input validation, unknown workflows."""
 
-import pytest
+import threading
 
+import pytest
+from django.db import connection, transaction
+
+from tests.conftest import run_in_threads
 from workflows import start
 from workflows.errors import InvalidInput, WorkflowNotFound
 from workflows.models import RunEvent, RunStatus, WorkflowRun
@@ -62,3 +66,74 @@ def test_blank_idempotency_key_is_refused():
     with pytest.raises(InvalidInput, match="idempotency key"):
         run_start(workflow_name="sleeper", input={"seconds": 1}, idempotency_key="  ")
     assert WorkflowRun.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starts_racing_on_one_idempotency_key_make_one_run(monkeypatch):
+    """The check for an existing run passes for every racer; the unique key decides, and the
+    losers get the winner's run with nothing of theirs written."""
+    from workflows import services
+
+    real_filter = WorkflowRun.objects.filter
+    barrier = threading.Barrier(4)
+
+    class Late:
+        # Each racer finds no run (as if it checked before anyone inserted), then all insert.
+        def first(self):
+            barrier.wait(timeout=10)
+            return None
+
+    calls = {"n": 0}
+
+    def filter_(*args, **kwargs):
+        if "idempotency_key" in kwargs and calls["n"] < 4:
+            calls["n"] += 1
+            return Late()
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(services.WorkflowRun.objects, "filter", filter_)
+    results = []
+
+    def racer():
+        try:
+            results.append(
+                run_start(workflow_name="sleeper", input={"seconds": 5}, idempotency_key="k")
+            )
+        finally:
+            connection.close()
+
+    run_in_threads(*[racer] * 4)
+    assert sorted(created for _run, created in results) == [False, False, False, True]
+    assert len({run.pk for run, _created in results}) == 1
+    assert WorkflowRun.objects.count() == 1
+    assert RunEvent.objects.filter(type="run.started").count() == 1
+
+
+def test_a_lost_race_inside_the_callers_transaction_leaves_it_usable(monkeypatch):
+    from workflows import services
+
+    first, _ = run_start(workflow_name="sleeper", input={"seconds": 5}, idempotency_key="k")
+    real_filter = WorkflowRun.objects.filter
+    skipped = {"done": False}
+
+    class Missed:
+        def first(self):
+            return None
+
+    def filter_(*args, **kwargs):
+        if "idempotency_key" in kwargs and not skipped["done"]:
+            skipped["done"] = True  # the early check misses the run; the INSERT then collides
+            return Missed()
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(services.WorkflowRun.objects, "filter", filter_)
+    with transaction.atomic():
+        again, created = run_start(
+            workflow_name="sleeper", input={"seconds": 5}, idempotency_key="k"
+        )
+        # The caller's transaction goes on working after the collision.
+        other, other_created = run_start(workflow_name="counter", input={"tag": "after"})
+    assert (created, again.pk) == (False, first.pk)
+    assert other_created and WorkflowRun.objects.filter(pk=other.pk).exists()
+    assert WorkflowRun.objects.count() == 2
+    assert RunEvent.objects.filter(type="run.started").count() == 2
