@@ -47,11 +47,16 @@ def atomic_effect(ctx, seconds: float) -> str:
     return ctx.idempotency_key
 
 
-@workflow("storm", description="Five steps (one atomic) and a durable sleep, for SIGKILL storms.")
+@workflow(
+    "storm",
+    description="Six steps (one batched, one atomic) and a durable sleep, for SIGKILL storms.",
+)
 def storm(ctx, data):
     keys = [ctx.step("a", effect, ctx, 0.05), ctx.step("b", effect, ctx, 0.15)]
     ctx.sleep("pause", 0.5)
     keys += [ctx.step("c", effect, ctx, 0.1), ctx.step("d", effect, ctx, 0.05)]
+    # Written only with the atomic step's start: a kill before that runs it again.
+    keys.append(ctx.step("f", effect, ctx, 0.05, batched=True))
     keys.append(ctx.step("e", atomic_effect, ctx, 0.05, atomic=True))
     return {"steps": len(keys)}
 
