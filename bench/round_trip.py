@@ -1,9 +1,10 @@
 """Round trip, Redis mode: how long from a decision sent through the REST API to the run
 completed, against DBOS ``send`` / ``recv`` on the same PostgreSQL.
 
-    .venv/bin/python bench/round_trip.py [--runs 500] [--rate 20] [--only engine,dbos]
+    .venv/bin/python bench/round_trip.py [--runs 500] [--rate 20] [--only engine,dbos] [--web 1]
 
-engine: a fresh database ``hitl_bench_rt``, Redis db 12 (flushed), one real ``daphne`` and one
+engine: a fresh database ``hitl_bench_rt``, Redis db 12 (flushed), ``--web`` real ``daphne``
+processes (the driver's sender threads take them in turn, as a load balancer would) and one
 ``manage.py qcluster`` (2 workers). N runs of ``bench-approval`` (``request_approval`` with one
 stage assigned to a reviewer) are started and left waiting; then the driver sends one
 ``POST /api/v1/approvals/<id>/decide/ {"action": "approve"}`` per run with the reviewer's token,
@@ -18,6 +19,7 @@ measured: send -> the workflow's ``updated_at`` when it became SUCCESS.
 
 import argparse
 import http.client
+import itertools
 import json
 import sys
 import threading
@@ -45,7 +47,7 @@ def paced(count: int, rate: float):
         yield i
 
 
-def engine_phase(env: dict, runs: int, rate: float) -> dict:
+def engine_phase(env: dict, runs: int, rate: float, web: int = 1) -> dict:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
@@ -59,7 +61,8 @@ def engine_phase(env: dict, runs: int, rate: float) -> dict:
     procs = c.Processes(env, "rt-engine")
     try:
         procs.qcluster()
-        _, port = procs.daphne()
+        ports = [procs.daphne()[1] for _ in range(web)]
+        next_port = itertools.count()
         ids = [
             str(start("bench-approval", {"key": i, "reviewer": REVIEWER}, created_by=requester).id)
             for i in range(runs)
@@ -80,6 +83,7 @@ def engine_phase(env: dict, runs: int, rate: float) -> dict:
             # One keep-alive connection per sender thread; several threads so that a slow
             # response never delays the next decision's slot.
             if getattr(local, "conn", None) is None:
+                port = ports[next(next_port) % len(ports)]
                 local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             sent[run_id] = time.time()
             local.conn.request(
@@ -185,6 +189,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--rate", type=float, default=20.0, help="decisions per second")
     parser.add_argument("--only", default="engine,dbos")
+    parser.add_argument("--web", type=int, default=1, help="daphne processes for the API")
     args = parser.parse_args()
     phases = args.only.split(",")
 
@@ -197,12 +202,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     note = f"decisions paced at {args.rate:g}/s: latency, not queueing"
     if "engine" in phases:
-        results["engine"] = engine_phase(env, args.runs, args.rate)
+        results["engine"] = engine_phase(env, args.runs, args.rate, args.web)
         c.emit("engine (Redis mode, REST API decisions)", {"note": note, **results["engine"]})
     if "dbos" in phases:
         results["dbos"] = dbos_phase(env, args.runs, args.rate)
         c.emit("dbos (send/recv)", {"note": note, **results["dbos"]})
-    summary: dict = {"runs": args.runs, "rate_per_s": args.rate, "note": note}
+    summary: dict = {"runs": args.runs, "rate_per_s": args.rate, "web": args.web, "note": note}
     if "engine" in results:
         p99 = results["engine"]["decision_to_completed"]["p99_ms"]
         summary["engine_p50_p95_p99_ms"] = [
