@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import deque
 from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
@@ -291,10 +292,20 @@ class ApprovalQueueConsumer(StreamConsumer):
 
     The cursor is the RunEvent primary key (one sequence across runs), sent as ``seq``; the
     run's own sequence is ``run_seq``.
+
+    Primary keys are handed out at INSERT and transactions commit in any order, so an event can
+    arrive live after one with a higher id (two decisions on different requests committing out
+    of order). Below the cursor therefore does not mean already sent: the consumer remembers
+    the ids it sent recently and forwards anything else. A repeat costs the page one extra
+    refresh; a drop would leave it stale.
     """
+
+    REMEMBER = 1024
 
     async def authorize(self) -> CloseCode | None:
         self.sees_all = await database_sync_to_async(visibility().sees_all_approvals)(self.user)
+        self.sent: deque[int] = deque(maxlen=self.REMEMBER)
+        self.sent_ids: set[int] = set()
         return None
 
     def stream_groups(self) -> list[str]:
@@ -305,10 +316,14 @@ class ApprovalQueueConsumer(StreamConsumer):
 
     async def send_event(self, event_id: int, frame: dict[str, Any]) -> None:
         await self.send_frame(approval_frame(event_id, frame))
-        self.cursor = event_id
+        self.cursor = max(self.cursor, event_id)
+        if len(self.sent) == self.REMEMBER:
+            self.sent_ids.discard(self.sent[0])
+        self.sent.append(event_id)
+        self.sent_ids.add(event_id)
 
     async def live_event(self, event_id: int, frame: dict[str, Any]) -> None:
-        if event_id <= self.cursor:
+        if event_id in self.sent_ids:
             return
         if not self.sees_all and not await database_sync_to_async(selectors.approval_event_visible)(
             self.user, event_id

@@ -2,9 +2,12 @@
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
 from approvals import approval_decide
 from approvals.models import ApprovalRequest
+from realtime import selectors
+from realtime.delivery import forward
 from workflows import start
 from workflows.models import RunEvent
 from workflows.testing import run_until_idle
@@ -111,6 +114,41 @@ def test_reconnecting_with_the_last_seq_resumes_without_repeats(alice, rita):
         missed = await frames_of(ws, len(missed_ids))
         assert [f["seq"] for f in missed] == missed_ids
         assert missed[-1]["data"]["status"] == "approved"
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+
+    run_ws(scenario)
+
+
+def test_an_event_committed_after_a_higher_id_is_still_delivered(alice, rita, settings):
+    """Two decisions commit in the opposite order of their event ids; the stream delivers the
+    lower id after the higher one instead of taking it for one it already sent."""
+    settings.HITL_REALTIME_DELIVERY = "relay"
+    settings.HITL_REALTIME_RELAY_INTERVAL = 30  # only this test's forward() delivers
+    run_a = approval_run(alice, "a")
+    run_b = approval_run(alice, "b")
+    start_at = approval_event_ids(run_a, run_b)[-1]
+
+    async def scenario():
+        ws = connect_to(f"/ws/approvals/?since={start_at}", token=alice.token)
+        await ws.connect()
+        await ws.send_json_to({"type": "ping"})  # answered once the (empty) catch-up is done
+        assert (await ws.receive_json_from(timeout=5))["type"] == "pong"
+        await approve(run_a, rita)
+        await approve(run_b, rita)
+        rows = [
+            row
+            for row in await database_sync_to_async(selectors.events_after_id)(start_at, 100)
+            if row["type"].startswith("approval.")
+        ]
+        assert len({row["run_id"] for row in rows}) == 2
+        # Commit order reversed: the newest event reaches the layer first, then the others.
+        for row in reversed(rows):
+            await forward(get_channel_layer(), [row])
+        frames = await frames_of(ws, len(rows))
+        assert [f["seq"] for f in frames] == [row["id"] for row in reversed(rows)]
+        # A repeat from the layer is not sent twice.
+        await forward(get_channel_layer(), rows[:1])
         assert await ws.receive_nothing(timeout=0.5)
         await ws.disconnect()
 
