@@ -2,10 +2,13 @@
 reviewer's page follows along, reject without a reason is refused, edit shows the diff, and
 the run's timeline reaches "Workflow finished" while the worker runs it."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
 from approvals.models import ApprovalRequest, ApprovalStatus
+from tests.e2e.processes import wait_until
 from workflows.models import RunStatus, WorkflowRun
 
 from .conftest import PASSWORD, screenshot
@@ -129,3 +132,34 @@ def test_an_input_request_form_appears_live_and_its_answer_finishes_the_run(
     expect(ann.locator(".messages")).to_contain_text("Answer sent")
     expect(ann.locator("#run-outcome")).to_contain_text("Workflow finished", timeout=LIVE)
     assert WorkflowRun.objects.get(pk=run_id).result == {"ship": True, "carrier": "UPS"}
+
+
+def test_after_a_reconnect_the_page_reads_itself_again(stack, reviewers, pages):
+    """A request arrives while the page hears nothing of it (its frames are held back, as an
+    event that committed out of order would be); once the socket drops and reconnects, the
+    page reads itself again and shows it, without a reload."""
+    ann = pages()
+    routes = []
+    deliver = {"frames": True}
+
+    def through(route):
+        server = route.connect_to_server()
+        server.on_message(lambda message: deliver["frames"] and route.send(message))
+        routes.append(route)
+
+    ann.route_web_socket(re.compile(r"/ws/approvals/"), through)
+    sign_in(ann, "ann")
+    wait_live(ann)
+    deliver["frames"] = False
+    run_id = start_expense(stack, "Printer toner")
+    wait_until(
+        lambda: ApprovalRequest.objects.filter(run_id=run_id).exists(),
+        timeout=LIVE / 1000,
+        what="the request to be created",
+    )
+    queue = ann.locator("#review-queue")
+    ann.wait_for_timeout(500)
+    expect(queue).not_to_contain_text("Printer toner")  # nothing told the page
+    routes[-1].close(code=4000, reason="dropped")
+    expect(queue).to_contain_text("Printer toner", timeout=LIVE)
+    assert len(routes) == 2 and not_reloaded(ann)
