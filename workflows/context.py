@@ -148,7 +148,8 @@ class Context:
         ``batched=True``, for short idempotent steps: nothing is written before ``fn`` runs, and
         its result is written with the run's next journal write (the next unbatched step, a
         wait, the end of the run), so a row of batched steps costs one statement instead of
-        one each. The price: after a crash every batched step since the last write runs again,
+        one each (an unbatched step before it is still written before it runs). The price:
+        after a crash every batched step since the last write runs again,
         and a cancel takes effect at the next write, so batched steps already under way in
         this advance still run. A failing batched step is recorded like any other.
         """
@@ -221,7 +222,9 @@ class Context:
         args: tuple,
         kwargs: dict,
     ) -> Any:
-        if len(self.pending) >= BATCH_LIMIT:
+        # An unbatched step's completion is written before the next step runs, batched or
+        # not: a crash in a batched step must not re-run the (maybe expensive) step before it.
+        if len(self.pending) >= BATCH_LIMIT or any(f.step.pk is not None for f in self.pending):
             self.flush()
         step = Step(
             run_id=self.run_id,

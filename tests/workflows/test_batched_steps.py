@@ -165,6 +165,23 @@ def test_a_written_batched_step_never_runs_again(flows):
     assert Step.objects.get(run=run, name="c").attempts == 2
 
 
+def test_a_crash_in_a_batched_step_does_not_rerun_the_unbatched_step_before_it(flows):
+    """An unbatched step's completion is written before a batched step after it runs."""
+
+    def flow(ctx, data):
+        ctx.step("expensive", effect("expensive"))
+        return ctx.step("quick", dies_once("quick"), batched=True)
+
+    flows("plain-then-batched", flow)
+    run = start("plain-then-batched", {})
+    with pytest.raises(WorkerDied):
+        advance(run.pk)
+    assert recorded(run) == [("expensive", StepStatus.COMPLETED)]
+    expire_lease()
+    assert run_until_idle() == ["completed"]
+    assert calls == ["expensive", "quick", "quick"]
+
+
 def test_a_wait_writes_the_batch_before_the_run_sleeps(flows):
     def flow(ctx, data):
         ctx.step("a", effect("a"), batched=True)
