@@ -36,6 +36,17 @@ STEP_COLUMNS = (
 )
 
 
+# The columns of a step's first attempt, running, in STEP_COLUMNS order; parameters from
+# ``first_attempt_params``. Shared with ``journal._insert_first_attempt``.
+FIRST_ATTEMPT = "%s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL"
+
+
+def first_attempt_params(
+    run_pk: Any, sequence: int, name: str, kind: str, max_attempts: int, now: datetime
+) -> list[Any]:
+    return [run_pk, sequence, name, kind, StepStatus.RUNNING, max_attempts, _at(now)]
+
+
 def available() -> bool:
     return connection.vendor == "postgresql"
 
@@ -169,14 +180,13 @@ def complete_and_begin(
     """Complete the held-back steps (each with its ``step.finished`` event) and insert the
     first attempt of the next step, renewing the lease. Returns the new step's id, None if the
     lease is lost."""
-    run_pk = _run_pk(run_id)
     begin = f"""
     nxt AS (
         INSERT INTO {STEP} {STEP_COLUMNS}
-        SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL FROM r
+        SELECT {FIRST_ATTEMPT} FROM r
         RETURNING id
     )"""
-    params = [run_pk, sequence, name, kind, StepStatus.RUNNING, max_attempts, _at(now)]
+    params = first_attempt_params(_run_pk(run_id), sequence, name, kind, max_attempts, now)
     rows = _complete(run_id, owner, completions, now, lease_until, (begin, params))
     return rows[0][3] if rows else None
 
@@ -391,9 +401,10 @@ def _insert(obj: Model) -> tuple[str, list[Any]]:
 
 def start_run(run: WorkflowRun, event: RunEvent) -> None:
     """Insert a new run and its first event in one statement (the run's key is made here, the
-    event's comes back). One statement commits or fails whole even outside a transaction, so a
-    duplicate idempotency key writes neither; inside a caller's transaction it runs in a
-    savepoint, which that failure rolls back without aborting the caller's transaction."""
+    event's comes back), and publish the event after commit. One statement commits or fails
+    whole even outside a transaction, so a duplicate idempotency key writes neither; inside a
+    caller's transaction it runs in a savepoint, which that failure rolls back without
+    aborting the caller's transaction."""
     run_sql, run_params = _insert(run)
     event_sql, event_params = _insert(event)
     savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
@@ -404,3 +415,4 @@ def start_run(run: WorkflowRun, event: RunEvent) -> None:
         event.pk = cursor.fetchone()[0]
     for obj in (run, event):
         obj._state.adding, obj._state.db = False, connection.alias
+    publish_after_commit([event])

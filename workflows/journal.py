@@ -157,21 +157,13 @@ def _insert_first_attempt(
     connection = transaction.get_connection()
     step_table, run_table = Step._meta.db_table, WorkflowRun._meta.db_table
     run_pk = WorkflowRun._meta.pk.get_db_prep_value(run_id, connection)
-    started = Step._meta.get_field("started_at").get_db_prep_value(now, connection)
     sql = (
-        f"INSERT INTO {step_table} {fastpath.STEP_COLUMNS} "
-        "SELECT %s, %s, %s, %s, %s, NULL, '', '', '', 1, %s, NULL, %s, NULL "
+        f"INSERT INTO {step_table} {fastpath.STEP_COLUMNS} SELECT {fastpath.FIRST_ATTEMPT} "
         f"WHERE EXISTS (SELECT 1 FROM {run_table} WHERE id = %s AND status = %s "
         "AND lease_owner = %s) RETURNING id"
     )
     params = [
-        run_pk,
-        sequence,
-        name,
-        kind,
-        StepStatus.RUNNING,
-        max_attempts,
-        started,
+        *fastpath.first_attempt_params(run_pk, sequence, name, kind, max_attempts, now),
         run_pk,
         RunStatus.RUNNING,
         owner,

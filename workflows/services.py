@@ -23,7 +23,7 @@ from .models import (
     WaitStatus,
     WorkflowRun,
 )
-from .outbox import publish_after_commit, record_event
+from .outbox import record_event
 from .queue import enqueue_advance
 from .registry import registry, to_json
 from .signals import run_cancelled
@@ -71,7 +71,6 @@ def run_start(
         if fastpath.available():
             event = RunEvent(run=run, seq=1, type="run.started", data=started)
             fastpath.start_run(run, event)
-            publish_after_commit([event])
         else:
             with transaction.atomic():
                 run.save(force_insert=True)

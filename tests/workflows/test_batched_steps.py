@@ -100,9 +100,6 @@ def test_batched_steps_are_written_together_at_the_runs_next_write(flows):
 
 
 def test_a_batch_costs_one_statement_where_unbatched_steps_cost_one_each(flows):
-    if not is_postgres():
-        pytest.skip("the one-statement journal writes are PostgreSQL's (workflows.fastpath)")
-
     def make(batched):
         def flow(ctx, data):
             return [ctx.step(f"s{n}", effect(f"s{n}"), batched=batched) for n in range(3)]
@@ -118,8 +115,12 @@ def test_a_batch_costs_one_statement_where_unbatched_steps_cost_one_each(flows):
             assert advance(run.pk) == "completed"
         counts[name] = len(queries)
         assert recorded(run) == [(f"s{n}", StepStatus.COMPLETED) for n in range(3)]
-    # claim, first start, two boundaries, end -- against claim and end.
-    assert counts == {"plain-3": 5, "batched-3": 2}
+    if is_postgres():
+        # claim, first start, two boundaries, end -- against claim and end (workflows.fastpath).
+        assert counts == {"plain-3": 5, "batched-3": 2}
+    else:
+        # The ORM path (SQLite) writes a statement per row, but no batched step's start.
+        assert counts["batched-3"] < counts["plain-3"]
 
 
 def test_batched_steps_not_yet_written_run_again_after_a_crash(flows):
