@@ -25,6 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from hitlproject.pagination import KeysFirstPaginator
 from workflows.admin import badge, when
 from workflows.choices import cached_choices
 from workflows.errors import WorkflowError
@@ -221,8 +222,20 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
     # --- queries --------------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalRequest]:
-        return review_selectors.review_rows(approvals_visible_to(request.user)).annotate(
-            is_overdue=is_overdue()
+        return self._rows(approvals_visible_to(request.user))
+
+    def _rows(self, queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+        return review_selectors.review_rows(queryset).annotate(is_overdue=is_overdue())
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, *args, **kw):
+        # The keys on a page have passed the visibility filter and the list filters; their
+        # rows are read by key alone rather than evaluating those filters again.
+        return KeysFirstPaginator(
+            queryset,
+            per_page,
+            *args,
+            rows=lambda keys: self._rows(ApprovalRequest.objects.filter(pk__in=keys)),
+            **kw,
         )
 
     def get_ordering(self, request: HttpRequest) -> list:

@@ -107,16 +107,31 @@ def approval_queue_for(
     if scope not in QUEUE_SCOPES:
         raise ValueError(f"scope must be one of {', '.join(QUEUE_SCOPES)}")
     now = now or clock.now()
-    queue = (
-        ApprovalRequest.objects.filter(waiting_for_q(user, "all" if scope == "overdue" else scope))
+    queue = queue_rows(
+        ApprovalRequest.objects.filter(waiting_for_q(user, "all" if scope == "overdue" else scope)),
+        user,
+        now,
+    )
+    if scope == "overdue":
+        queue = queue.filter(overdue_q(now))
+    return queue.order_by("-is_overdue", "current_stage__deadline", "created_at")
+
+
+def queue_rows(
+    queryset: QuerySet[ApprovalRequest], user: Any, now: datetime | None = None
+) -> QuerySet[ApprovalRequest]:
+    """What a queue row carries (``approval_queue_for``): the open stage, ``is_overdue`` and
+    ``claimed_by_me``; run and requester in two small queries for the rows read. Separate from
+    the queue's filter so a page's rows can be read by key without evaluating it again."""
+    return (
         # The page's rows are chosen from requests and their open stage alone; runs and
-        # requesters are fetched for those rows only (two small queries), so PostgreSQL does
-        # not join 100,000 runs to sort them and keep 50.
-        .select_related("current_stage")
+        # requesters are fetched for those rows only, so PostgreSQL does not join 100,000
+        # runs to sort them and keep 50.
+        queryset.select_related("current_stage")
         .prefetch_related("run", "requester")
         .defer("schema", "value", "description")
         .annotate(
-            is_overdue=is_overdue(now),
+            is_overdue=is_overdue(now or clock.now()),
             claimed_by_me=Case(
                 When(current_stage__claimed_by=user, then=Value(True)),
                 default=Value(False),
@@ -124,9 +139,6 @@ def approval_queue_for(
             ),
         )
     )
-    if scope == "overdue":
-        queue = queue.filter(overdue_q(now))
-    return queue.order_by("-is_overdue", "current_stage__deadline", "created_at")
 
 
 def approval_runs_q(user: Any) -> Q:

@@ -10,7 +10,13 @@ from workflows import permissions
 from workflows.models import RunEvent, RunStatus, WaitKind, WaitPoint, WaitStatus, WorkflowRun
 
 from ..models import APPROVING_ACTIONS, ApprovalRequest, ApprovalStage, ApprovalStatus
-from ..selectors import approval_queue_for, approvals_visible_to, may_decide_any, with_progress
+from ..selectors import (
+    approval_queue_for,
+    approvals_visible_to,
+    may_decide_any,
+    queue_rows,
+    with_progress,
+)
 
 # A workflow asks for buttons on the run page with this custom event (``ctx.emit``), e.g. the
 # Upstash example: ``{"event_id", "message", "buttons": [{"label", "data"}]}``. A button sends
@@ -35,6 +41,12 @@ def review_rows(queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest
 def review_queue(user: Any, scope: str = "all") -> QuerySet[ApprovalRequest]:
     """The user's approval queue (see ``approval_queue_for``) with what a row shows."""
     return review_rows(approval_queue_for(user, scope=scope))
+
+
+def review_queue_rows(user: Any, keys: list[Any]) -> QuerySet[ApprovalRequest]:
+    """The rows of ``review_queue`` with these keys, read without the queue's filter: for a
+    page whose keys have just been chosen from the queue (``KeysFirstPaginator``)."""
+    return review_rows(queue_rows(ApprovalRequest.objects.filter(pk__in=keys), user))
 
 
 def open_inputs_for(user: Any) -> QuerySet[WaitPoint]:

@@ -12,12 +12,12 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from hitlproject.pagination import KeysFirstPaginator
 from workflows.errors import InvalidInput, WaitClosed, WaitNotFound
 from workflows.models import WaitKind, WorkflowRun
 from workflows.permissions import can_answer_input
@@ -61,7 +61,11 @@ def queue(request: HttpRequest) -> HttpResponse:
     if scope not in QUEUE_SCOPES:
         scope = "all"
     live_since = s.last_event_id()  # before the reads: a change after them is replayed
-    paginator = Paginator(s.review_queue(request.user, scope), PAGE_SIZE)
+    paginator = KeysFirstPaginator(
+        s.review_queue(request.user, scope),
+        PAGE_SIZE,
+        rows=lambda keys: s.review_queue_rows(request.user, keys),
+    )
     page = paginator.get_page(request.GET.get("page"))
     page_context = {
         "scope": scope,
