@@ -41,6 +41,28 @@ def three_writes(key: str) -> int:
     return sum(write(key, n) for n in range(3))
 
 
+_broker = None
+
+
+def write_then_next(key: str, n: int, last: int = 2) -> int:
+    """The per-step baseline: one bare django-q2 task per write, each enqueueing the next.
+
+    This is how a django-q2 user gets a retry per step without an engine. It is written as
+    favourably to django-q2 as possible: the next task is enqueued from inside the task through
+    one broker connection per process (django-q2's own ``async_chain`` needs each result saved
+    to the database first, one more commit per task), and no result is saved.
+    """
+    global _broker
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    write(key, n)
+    if n < last:
+        _broker = _broker or get_broker()
+        async_task("bench.flows.write_then_next", key, n + 1, last, broker=_broker)
+    return n
+
+
 @workflow("bench-approval", description="Waits for one approval, then finishes.")
 def bench_approval(ctx, data):
     decision = request_approval(
