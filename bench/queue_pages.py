@@ -8,7 +8,9 @@ touches real data. Rows are bulk-created directly (runs, waits, requests, stages
 assignments, audit records): the engine would take hours to create 100,000 real ones, and the
 pages only read these rows. Half the requests are overdue. Each page is fetched in-process
 with Django's test client (no network), ``--repeat`` times after one warm-up; the p50 and the
-number of SQL queries are printed. Not part of the test suite.
+number of SQL queries are printed. ``--baseline`` also times every page with Django's plain
+``Paginator`` (whole rows sorted for a page) interleaved with the project's
+``KeysFirstPaginator`` and prints the ratio. Not part of the test suite.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import statistics
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,7 +118,9 @@ def create_pending(count: int, group: Group, requester: User) -> None:
     print()
 
 
-def measure(client: Client, url: str, repeat: int, explain: bool) -> tuple[float, int, int]:
+def measure(
+    client: Client, url: str, repeat: int, explain: bool, with_baseline: bool
+) -> tuple[float, int, int, float | None]:
     response = client.get(url)  # warm-up
     assert response.status_code == 200, (url, response.status_code)
     queries = []
@@ -132,12 +137,39 @@ def measure(client: Client, url: str, repeat: int, explain: bool) -> tuple[float
     if explain:
         for took, sql in sorted(queries, reverse=True)[:4]:
             print(f"    {took:8.1f} ms  {sql[:300]}")
-    times = []
+    times, baseline = [], []
     for _ in range(repeat):
         started = time.perf_counter()
         response = client.get(url)
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), len(queries), len(response.content)
+        if with_baseline:  # interleaved, so both see the same load on a shared host
+            with plain_paginator():
+                started = time.perf_counter()
+                client.get(url)
+                baseline.append((time.perf_counter() - started) * 1000)
+    median = statistics.median(baseline) if baseline else None
+    return statistics.median(times), len(queries), len(response.content), median
+
+
+@contextmanager
+def plain_paginator():
+    """The baseline for --baseline: Django's own Paginator (whole rows sorted for a page)
+    instead of KeysFirstPaginator, in the admin queue and the review page."""
+    from django.contrib import admin
+    from django.core.paginator import Paginator
+
+    import approvals.review.views as review_views
+    from approvals.admin import ApprovalRequestAdmin
+
+    saved = ApprovalRequestAdmin.get_paginator, review_views.KeysFirstPaginator
+    ApprovalRequestAdmin.get_paginator = admin.ModelAdmin.get_paginator
+    review_views.KeysFirstPaginator = lambda queryset, per_page, rows=None: Paginator(
+        queryset, per_page
+    )
+    try:
+        yield
+    finally:
+        ApprovalRequestAdmin.get_paginator, review_views.KeysFirstPaginator = saved
 
 
 def pages(rows: int) -> list[tuple[str, str]]:
@@ -146,9 +178,13 @@ def pages(rows: int) -> list[tuple[str, str]]:
     return [
         ("admin queue: waiting for me (default)", admin),
         ("admin queue: all, newest first", f"{admin}?queue=all"),
-        ("admin queue: all, overdue + stage filter", f"{admin}?queue=all&overdue=yes&stage=review"),
+        # Half the stages are "finance", and those are the overdue half: 50,000 rows match.
+        (
+            "admin queue: all, overdue + stage filter",
+            f"{admin}?queue=all&overdue=yes&stage=finance",
+        ),
         ("admin queue: search by title", f"{admin}?queue=all&q=Expense+4242"),
-        (f"admin queue: all, page {middle_admin + 1}", f"{admin}?queue=all&p={middle_admin}"),
+        (f"admin queue: all, page {middle_admin}", f"{admin}?queue=all&p={middle_admin}"),
         ("review queue: first page", "/review/"),
         ("review queue: overdue", "/review/?scope=overdue"),
         (f"review queue: page {middle_review}", f"/review/?page={middle_review}"),
@@ -163,6 +199,11 @@ def main() -> None:
         "--keepdb", action="store_true", help="keep the test database and reuse its rows"
     )
     parser.add_argument("--explain", action="store_true", help="print each query's time")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time each page with Django's plain Paginator, interleaved, and the ratio",
+    )
     args = parser.parse_args()
 
     setup_test_environment()
@@ -184,15 +225,25 @@ def main() -> None:
             started = time.perf_counter()
             create_pending(missing, reviewers, requester)
             print(f"  created in {time.perf_counter() - started:.0f} s")
+        # Deadlines are an hour either side of *now*: re-anchored on every run, or a database
+        # kept (--keepdb) for more than an hour would have every request overdue.
+        now = clock.now()
+        stages = ApprovalStage.objects.filter(status=StageStatus.OPEN)
+        stages.filter(name="finance").update(deadline=now - timedelta(hours=1))
+        stages.filter(name="review").update(deadline=now + timedelta(hours=1))
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("ANALYZE")
+                cursor.execute("VACUUM ANALYZE")
         client = Client()
         client.force_login(ann)
-        print(f"\n{'page':<44} {'p50 ms':>8} {'queries':>8} {'KiB':>6}")
+        extra = f" {'plain ms':>9} {'ratio':>6}" if args.baseline else ""
+        print(f"\n{'page':<44} {'p50 ms':>8} {'queries':>8} {'KiB':>6}{extra}")
         for label, url in pages(args.rows):
-            p50, queries, size = measure(client, url, args.repeat, args.explain)
-            print(f"{label:<44} {p50:>8.1f} {queries:>8} {size / 1024:>6.0f}")
+            p50, queries, size, plain = measure(
+                client, url, args.repeat, args.explain, args.baseline
+            )
+            extra = f" {plain:>9.1f} {p50 / plain:>6.2f}" if plain else ""
+            print(f"{label:<44} {p50:>8.1f} {queries:>8} {size / 1024:>6.0f}{extra}")
     finally:
         if not args.keepdb:
             connection.creation.destroy_test_db(old_name, verbosity=0)
