@@ -116,15 +116,16 @@ def q2_phase(env: dict, runs: int, per_step: bool = False) -> dict:
     # figure is the workers' capacity rather than this driver's.
     broker = get_broker()
 
-    def done(prefix: str) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM bench_writes WHERE run_key LIKE %s AND n = 2", [prefix + "%"]
-            )
-            return cursor.fetchone()[0]
-
     # The two q2 phases write to the same table: each counts and times its own keys.
     prefix = "q2s" if per_step else "q2"
+
+    def done(keys: str) -> int:
+        """Runs whose last write is in: keys ``<prefix>w-`` (warm-up) or ``<prefix>-``."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM bench_writes WHERE run_key LIKE %s AND n = 2", [keys + "%"]
+            )
+            return cursor.fetchone()[0]
 
     def task(key: str) -> tuple:
         if per_step:
