@@ -737,7 +737,7 @@ def _finish(request, status, actor, reason, now, *, resolve_wait: bool = True) -
             resolution=to_json(approval_resolution(request), what="approval decision"),
             resolved_by=actor,
         )
-    _event(request, "decided", by=actor, action=status)
+    _event(request, "decided", by=actor, action=status, touch=False)  # saved just above
     notifications.notify("approval_resolved", request)
 
 
@@ -745,10 +745,16 @@ def _finish(request, status, actor, reason, now, *, resolve_wait: bool = True) -
 
 
 def _lock(request: ApprovalRequest | Any) -> ApprovalRequest:
-    pk = request.pk if isinstance(request, ApprovalRequest) else _as_uuid(request)
-    run_id = None
-    if pk is not None:
-        run_id = ApprovalRequest.objects.filter(pk=pk).values_list("run_id", flat=True).first()
+    # The run is locked first (the engine's order: run, then its rows). A request's run never
+    # changes, so an instance's run_id is as good as a fresh read of it (and a request is never
+    # deleted under its caller: its audit records protect it).
+    if isinstance(request, ApprovalRequest):
+        pk, run_id = request.pk, request.run_id
+    else:
+        pk = _as_uuid(request)
+        run_id = None
+        if pk is not None:
+            run_id = ApprovalRequest.objects.filter(pk=pk).values_list("run_id", flat=True).first()
     if run_id is None:
         raise ApprovalNotFound(f"No approval request with id {pk}.")
     list(WorkflowRun.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True))
@@ -795,7 +801,11 @@ def _audit(
     )
 
 
-def _event(request, change: str, *, stage=None, by=None, action=None, **extra) -> None:
+def _event(
+    request, change: str, *, stage=None, by=None, action=None, touch: bool = True, **extra
+) -> None:
+    """Record an ``approval.updated`` run event; ``touch`` also moves ``updated_at`` (callers
+    that have just saved it pass False)."""
     data = approval_summary(request)
     data["change"] = change
     if stage is not None:
@@ -805,8 +815,9 @@ def _event(request, change: str, *, stage=None, by=None, action=None, **extra) -
     if action is not None:
         data["action"] = str(action)
     data.update(extra)
-    request.updated_at = clock.now()
-    ApprovalRequest.objects.filter(pk=request.pk).update(updated_at=request.updated_at)
+    if touch:
+        request.updated_at = clock.now()
+        ApprovalRequest.objects.filter(pk=request.pk).update(updated_at=request.updated_at)
     record_event(request.run_id, "approval.updated", data)
 
 
