@@ -758,7 +758,13 @@ def _lock(request: ApprovalRequest | Any) -> ApprovalRequest:
     if run_id is None:
         raise ApprovalNotFound(f"No approval request with id {pk}.")
     list(WorkflowRun.objects.select_for_update().filter(pk=run_id).values_list("pk", flat=True))
-    return ApprovalRequest.objects.select_for_update().get(pk=pk)
+    # The open stage comes in the same read (every caller looks at it next); only the request
+    # row is locked, as before: the run's lock already orders writers of its requests.
+    return (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("current_stage")
+        .get(pk=pk)
+    )
 
 
 def _find_stage(request, ref) -> ApprovalStage:
