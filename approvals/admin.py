@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -230,11 +231,17 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, *args, **kw):
         # The keys on a page have passed the visibility filter and the list filters; their
         # rows are read by key alone rather than evaluating those filters again.
+        # "Waiting for me" must weigh every pending request to sort it, so the total comes
+        # with the page's keys (expected_page). "All I may see", newest first, is read from
+        # the creation index and stops after one page; counting in that query would make it
+        # read and sort every row (measured 4x slower at 100,000), so it counts separately.
+        queue = request.GET.get(QueueFilter.parameter_name) != QueueFilter.ALL
         return KeysFirstPaginator(
             queryset,
             per_page,
             *args,
             rows=lambda keys: self._rows(ApprovalRequest.objects.filter(pk__in=keys)),
+            expected_page=request.GET.get(PAGE_VAR, 1) if queue else None,
             **kw,
         )
 

@@ -163,9 +163,7 @@ def plain_paginator():
 
     saved = ApprovalRequestAdmin.get_paginator, review_views.KeysFirstPaginator
     ApprovalRequestAdmin.get_paginator = admin.ModelAdmin.get_paginator
-    review_views.KeysFirstPaginator = lambda queryset, per_page, rows=None: Paginator(
-        queryset, per_page
-    )
+    review_views.KeysFirstPaginator = lambda queryset, per_page, **_: Paginator(queryset, per_page)
     try:
         yield
     finally:

@@ -65,6 +65,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         s.review_queue(request.user, scope),
         PAGE_SIZE,
         rows=lambda keys: s.review_queue_rows(request.user, keys),
+        expected_page=request.GET.get("page") or 1,
     )
     page = paginator.get_page(request.GET.get("page"))
     page_context = {

@@ -74,3 +74,69 @@ def test_by_default_rows_are_read_through_the_list_itself(people, queue):
     approval_decide(request=keys[0], actor=people.bob, action="approve")
     read = KeysFirstPaginator(requests, 10).rows(keys)
     assert sorted(a.pk for a in read) == sorted(keys[1:])
+
+
+# --- the expected page's keys and the total in one query ----------------------------------
+
+
+def read_page(paginator, number):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        count, page = paginator.count, paginator.page(number)
+        titles = [a.title for a in page]
+    return count, titles, len(queries)
+
+
+def test_the_expected_page_comes_with_the_total_in_one_query(people, queue):
+    requests = approval_queue_for(people.ann)
+    plain = read_page(KeysFirstPaginator(requests, 25), 2)
+    ahead = read_page(KeysFirstPaginator(requests, 25, expected_page="2"), 2)
+    assert ahead[:2] == plain[:2] == (120, queue[25:50])
+    assert ahead[2] == plain[2] - 1  # the COUNT query is gone; keys and rows remain
+    # The last page, short of a full page: the total still comes with it.
+    assert read_page(KeysFirstPaginator(requests, 25, expected_page=5), 5)[:2] == (
+        120,
+        queue[100:],
+    )
+
+
+def test_another_page_than_the_expected_one_is_read_by_itself(people, queue):
+    paginator = KeysFirstPaginator(approval_queue_for(people.ann), 25, expected_page=1)
+    assert paginator.count == 120
+    assert [a.title for a in paginator.page(3)] == queue[50:75]
+    assert [a.title for a in paginator.page(1)] == queue[:25]
+
+
+@pytest.mark.parametrize("expected", ["99", "0", "-1", "two", None, ""])
+def test_a_page_number_out_of_range_or_invalid_counts_separately(people, queue, expected):
+    paginator = KeysFirstPaginator(approval_queue_for(people.ann), 25, expected_page=expected)
+    assert paginator.count == 120 and paginator.num_pages == 5
+    assert [a.title for a in paginator.get_page(expected)] == (
+        # Django's get_page: out of range gives the last page, not a number the first.
+        queue[100:] if expected in ("99", "0", "-1") else queue[:25]
+    )
+
+
+def test_orphans_join_the_expected_page(people, queue):
+    # 120 rows, 50 a page with 20 orphans allowed: page 2 takes the last 70.
+    paginator = KeysFirstPaginator(approval_queue_for(people.ann), 50, orphans=20, expected_page=2)
+    assert paginator.count == 120 and paginator.num_pages == 2
+    assert [a.title for a in paginator.page(2)] == queue[50:]
+
+
+def test_a_distinct_list_is_counted_without_duplicates(people, queue):
+    # A join through the stage's groups can repeat a request; DISTINCT removes the repeats
+    # after a window count would have counted them, so such lists count separately.
+    Group.objects.create(name="auditors")
+    for request in ApprovalRequest.objects.all()[:10]:
+        request.current_stage.groups.add(Group.objects.get(name="auditors"))
+    listed = (
+        ApprovalRequest.objects.filter(current_stage__groups__name__in=["reviewers", "auditors"])
+        .distinct()
+        .order_by("-created_at")
+    )
+    paginator = KeysFirstPaginator(listed, 50, expected_page=1)
+    assert paginator.count == 120
+    assert len({a.pk for a in paginator.page(1)}) == 50
