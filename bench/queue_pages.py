@@ -6,10 +6,11 @@
 Works in a throw-away test database (``test_<name>``, created and dropped here), so it never
 touches real data. Rows are bulk-created directly (runs, waits, requests, stages, group
 assignments, audit records): the engine would take hours to create 100,000 real ones, and the
-pages only read these rows. Half the requests are overdue. Each page is fetched in-process
-with Django's test client (no network), ``--repeat`` times after one warm-up; the p50 and the
-number of SQL queries are printed. ``--baseline`` also times every page with Django's plain
-``Paginator`` (whole rows sorted for a page) interleaved with the project's
+pages only read these rows. Half the requests are overdue. ``--history N`` adds N decided
+requests (approved, same group): the past a real queue has to skip. Each page is fetched
+in-process with Django's test client (no network), ``--repeat`` times after one warm-up; the
+p50 and the number of SQL queries are printed. ``--baseline`` also times every page with
+Django's plain ``Paginator`` (whole rows sorted for a page) interleaved with the project's
 ``KeysFirstPaginator`` and prints the ratio. Not part of the test suite.
 """
 
@@ -41,6 +42,7 @@ from approvals.models import (  # noqa: E402
     Action,
     ApprovalRequest,
     ApprovalStage,
+    ApprovalStatus,
     Channel,
     DecisionRecord,
     StageStatus,
@@ -51,15 +53,18 @@ from workflows.models import RunStatus, WaitKind, WaitPoint, WorkflowRun  # noqa
 BATCH = 5000
 
 
-def create_pending(count: int, group: Group, requester: User) -> None:
+def create_pending(count: int, group: Group, requester: User, *, decided: bool = False) -> None:
+    """``count`` pending requests (or, with ``decided``, approved ones: history that the queue
+    must skip; same group, same shape, their stage approved and their run completed)."""
     now = clock.now()
+    what = "decided" if decided else "pending"
     for start in range(0, count, BATCH):
         size = min(BATCH, count - start)
         runs = WorkflowRun.objects.bulk_create(
             WorkflowRun(
                 workflow_name="bench-approval" if i % 3 else "bench-expense",
                 workflow_version=1,
-                status=RunStatus.WAITING,
+                status=RunStatus.COMPLETED if decided else RunStatus.WAITING,
                 created_by=requester,
             )
             for i in range(size)
@@ -78,6 +83,8 @@ def create_pending(count: int, group: Group, requester: User) -> None:
                 value={"amount": start + i},
                 requester=requester,
                 requester_name=requester.username,
+                status=ApprovalStatus.APPROVED if decided else ApprovalStatus.PENDING,
+                decided_at=now if decided else None,
                 created_at=now - timedelta(minutes=start + i),
                 updated_at=now,
             )
@@ -88,7 +95,7 @@ def create_pending(count: int, group: Group, requester: User) -> None:
                 request=request,
                 order=0,
                 name="review" if i % 2 else "finance",
-                status=StageStatus.OPEN,
+                status=StageStatus.APPROVED if decided else StageStatus.OPEN,
                 opened_at=now,
                 deadline=now + timedelta(hours=1 if i % 2 else -1),
             )
@@ -114,7 +121,7 @@ def create_pending(count: int, group: Group, requester: User) -> None:
             )
             for request in requests
         )
-        print(f"  {start + size:>7} pending approvals", end="\r", flush=True)
+        print(f"  {start + size:>7} {what} approvals", end="\r", flush=True)
     print()
 
 
@@ -194,6 +201,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="decided requests besides the pending ones (a queue with a past)",
+    )
+    parser.add_argument(
         "--keepdb", action="store_true", help="keep the test database and reuse its rows"
     )
     parser.add_argument("--explain", action="store_true", help="print each query's time")
@@ -217,12 +230,18 @@ def main() -> None:
         )
         ann.groups.add(reviewers)
         ann.user_permissions.add(Permission.objects.get(codename="view_approvalrequest"))
-        missing = args.rows - ApprovalRequest.objects.count()
-        if missing > 0:
-            print(f"{connection.vendor}: creating {missing} pending approvals...")
-            started = time.perf_counter()
-            create_pending(missing, reviewers, requester)
-            print(f"  created in {time.perf_counter() - started:.0f} s")
+        requests = ApprovalRequest.objects
+        pending = requests.filter(status=ApprovalStatus.PENDING)
+        for decided, missing in (
+            (False, args.rows - pending.count()),
+            (True, args.history - requests.exclude(status=ApprovalStatus.PENDING).count()),
+        ):
+            if missing > 0:
+                what = "decided" if decided else "pending"
+                print(f"{connection.vendor}: creating {missing} {what} approvals...")
+                started = time.perf_counter()
+                create_pending(missing, reviewers, requester, decided=decided)
+                print(f"  created in {time.perf_counter() - started:.0f} s")
         # Deadlines are an hour either side of *now*: re-anchored on every run, or a database
         # kept (--keepdb) for more than an hour would have every request overdue.
         now = clock.now()
