@@ -66,10 +66,16 @@ def waiting_for_q(user: Any, scope: str = "all") -> Q:
     # materialise every candidate (measured at 100,000 pending: see bench/README.md).
     stage_users = ApprovalStage.users.through.objects
     stage_groups = ApprovalStage.groups.through.objects
+    # Only open stages' assignments: decided stages keep theirs, and with a past of 200,000
+    # decided requests the subquery outgrew work_mem, lost its hash and was rescanned for every
+    # row (bench/README, queue pages with a past).
+    open_stage = {"approvalstage__status": StageStatus.OPEN}
     mine = {
-        "assigned": Q(current_stage__in=stage_users.filter(user=user).values("approvalstage_id")),
+        "assigned": Q(
+            current_stage__in=stage_users.filter(user=user, **open_stage).values("approvalstage_id")
+        ),
         "groups": Q(
-            current_stage__in=stage_groups.filter(group__in=user.groups.all()).values(
+            current_stage__in=stage_groups.filter(group__in=user.groups.all(), **open_stage).values(
                 "approvalstage_id"
             )
         ),
