@@ -226,6 +226,16 @@ def with_progress(queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalReque
     )
 
 
+def with_details(queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """``with_progress`` plus what a request's own page or detail answer reads (its stages'
+    assignees and claimers, who decided it): constant queries."""
+    return (
+        with_progress(queryset)
+        .select_related("decided_by")
+        .prefetch_related("stages__users", "stages__groups", "stages__claimed_by")
+    )
+
+
 def stage_approvals(stage: ApprovalStage) -> int:
     """How many approvals the stage has (from the request's prefetched decisions if any)."""
     return sum(

@@ -53,7 +53,7 @@ from workflows.models import RunStatus, WaitKind, WaitPoint, WorkflowRun  # noqa
 BATCH = 5000
 
 
-def create_pending(count: int, group: Group, requester: User, *, decided: bool = False) -> None:
+def create_requests(count: int, group: Group, requester: User, *, decided: bool = False) -> None:
     """``count`` pending requests (or, with ``decided``, approved ones: history that the queue
     must skip; same group, same shape, their stage approved and their run completed)."""
     now = clock.now()
@@ -244,7 +244,7 @@ def main() -> None:
                 what = "decided" if decided else "pending"
                 print(f"{connection.vendor}: creating {missing} {what} approvals...")
                 started = time.perf_counter()
-                create_pending(missing, reviewers, requester, decided=decided)
+                create_requests(missing, reviewers, requester, decided=decided)
                 print(f"  created in {time.perf_counter() - started:.0f} s")
         # Deadlines are an hour either side of *now*: re-anchored on every run, or a database
         # kept (--keepdb) for more than an hour would have every request overdue.

@@ -18,17 +18,6 @@ from .filters import ApprovalFilter
 
 NOTHING = services.NOTHING
 ACTIONS = ("decide", "claim", "delegate")
-# What the detail serializer reads, so it costs a fixed number of queries. (The decisions'
-# stages come with the decisions: see selectors.with_progress.)
-DETAIL_PREFETCH = ("stages__users", "stages__groups", "stages__claimed_by")
-
-
-def _detail(queryset):
-    return (
-        selectors.with_progress(queryset)
-        .select_related("decided_by")
-        .prefetch_related(*DETAIL_PREFETCH)
-    )
 
 
 @extend_schema_view(
@@ -55,7 +44,9 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             # The decision service locks and re-reads the request; the answer is built from a
             # fresh read afterwards. Progress and prefetches here would be read and thrown away.
             return queryset
-        return selectors.with_progress(queryset) if self.action == "list" else _detail(queryset)
+        if self.action == "list":
+            return selectors.with_progress(queryset)
+        return selectors.with_details(queryset)
 
     def _only_waiting_for_me(self) -> bool:
         # Read with the filter's own widget, so "applied" here means applied by the filter.
@@ -84,7 +75,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             **to_service(body.validated_data),
         )
         # By primary key: get_object() already checked visibility; no need to pay for it again.
-        fresh = _detail(ApprovalRequest.objects.filter(pk=approval.pk)).get()
+        fresh = selectors.with_details(ApprovalRequest.objects.filter(pk=approval.pk)).get()
         return Response(s.ApprovalDetailSerializer(fresh).data)
 
     @extend_schema(

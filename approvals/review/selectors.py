@@ -15,6 +15,7 @@ from ..selectors import (
     approvals_visible_to,
     may_decide_any,
     queue_rows,
+    with_details,
     with_progress,
 )
 
@@ -65,10 +66,7 @@ def open_inputs_for(user: Any) -> QuerySet[WaitPoint]:
 
 def approval_for(user: Any, approval_id: Any) -> ApprovalRequest | None:
     """The request if ``user`` may read it (None otherwise: a 404, never a hint it exists)."""
-    queryset = with_progress(approvals_visible_to(user)).prefetch_related(
-        "stages__users", "stages__groups", "stages__claimed_by"
-    )
-    return queryset.filter(pk=approval_id).first()
+    return with_details(approvals_visible_to(user)).filter(pk=approval_id).first()
 
 
 def run_for(user: Any, run_id: Any) -> WorkflowRun | None:
