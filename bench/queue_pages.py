@@ -53,9 +53,12 @@ from workflows.models import RunStatus, WaitKind, WaitPoint, WorkflowRun  # noqa
 BATCH = 5000
 
 
-def create_requests(count: int, group: Group, requester: User, *, decided: bool = False) -> None:
+def create_requests(
+    count: int, group: Group, requester: User, *, decided: bool = False, older_by: int = 0
+) -> None:
     """``count`` pending requests (or, with ``decided``, approved ones: history that the queue
-    must skip; same group, same shape, their stage approved and their run completed)."""
+    must skip; same group, same shape, their stage approved and their run completed), one a
+    minute going back from ``older_by`` minutes ago."""
     now = clock.now()
     what = "decided" if decided else "pending"
     for start in range(0, count, BATCH):
@@ -85,7 +88,7 @@ def create_requests(count: int, group: Group, requester: User, *, decided: bool 
                 requester_name=requester.username,
                 status=ApprovalStatus.APPROVED if decided else ApprovalStatus.PENDING,
                 decided_at=now if decided else None,
-                created_at=now - timedelta(minutes=start + i),
+                created_at=now - timedelta(minutes=older_by + start + i),
                 updated_at=now,
             )
             for i, (run, wait) in enumerate(zip(runs, waits, strict=True))
@@ -236,15 +239,18 @@ def main() -> None:
         ann.user_permissions.add(Permission.objects.get(codename="view_approvalrequest"))
         requests = ApprovalRequest.objects
         pending = requests.filter(status=ApprovalStatus.PENDING)
+        # The past first, as in a real queue: decided requests are the older rows (lower ids,
+        # earlier pages of the tables) and the pending ones the newest.
         for decided, missing in (
-            (False, args.rows - pending.count()),
             (True, args.history - requests.exclude(status=ApprovalStatus.PENDING).count()),
+            (False, args.rows - pending.count()),
         ):
             if missing > 0:
                 what = "decided" if decided else "pending"
                 print(f"{connection.vendor}: creating {missing} {what} approvals...")
                 started = time.perf_counter()
-                create_requests(missing, reviewers, requester, decided=decided)
+                older_by = args.rows if decided else 0
+                create_requests(missing, reviewers, requester, decided=decided, older_by=older_by)
                 print(f"  created in {time.perf_counter() - started:.0f} s")
         # Deadlines are an hour either side of *now*: re-anchored on every run, or a database
         # kept (--keepdb) for more than an hour would have every request overdue.

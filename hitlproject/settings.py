@@ -96,6 +96,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not :memory:) so that multi-process tests can share the test database.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+elif _db["ENGINE"] == "django.db.backends.postgresql" and not env.bool("PG_JIT", default=False):
+    # No JIT compilation: these are short queries, and PostgreSQL compiles whenever a plan's
+    # *estimated* cost passes jit_above_cost. One misestimate (a visibility subquery over a
+    # long history) spent 804 ms compiling for a query that ran in 50 ms (bench/README).
+    options = _db.setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from approvals.models import ApprovalRequest, ApprovalStatus, DecisionRecord
 from approvals.review.forms import initial_for, schema_form
+from approvals.review.selectors import open_inputs_for
 from workflows import start, workflow
 from workflows.models import RunStatus, WaitKind, WaitStatus
 from workflows.testing import run_until_idle
@@ -386,6 +387,16 @@ def test_only_people_allowed_to_answer_get_the_form(client, people):
     assert "Confirm the refund?" not in client.get(reverse("review:queue")).content.decode()
     client.force_login(people.requester)  # started it: may answer
     assert "Send answer" in client.get(reverse("review:run", args=[run.pk])).content.decode()
+
+
+def test_open_inputs_are_listed_for_who_may_answer_them_on_a_run_they_may_open(people):
+    _run, wait = input_run(people.requester)
+    assert list(open_inputs_for(people.requester)) == [wait]  # started the run
+    manager = make_user("manager", perms=["manage_any_run"])  # manages every run
+    assert list(open_inputs_for(manager)) == [wait]
+    answerer = make_user("answerer", perms=["answer_any_input"])  # cannot open this run
+    assert list(open_inputs_for(answerer)) == []
+    assert list(open_inputs_for(people.outsider)) == []
 
 
 def test_prompt_buttons_send_their_event_for_people_allowed_to(client, people):

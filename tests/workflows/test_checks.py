@@ -5,8 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.core.checks import run_checks
+from django.db import connection
 from django.test import override_settings
+
+from tests.conftest import requires_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +96,12 @@ def test_email_goes_to_files_by_default_and_follows_email_url():
     assert email_backend(EMAIL_URL="smtp+tls://mailer:pw@mail.example.com:587") == (
         "django.core.mail.backends.smtp.EmailBackend mail.example.com 587 True"
     )
+
+
+@requires_postgres
+@pytest.mark.django_db
+def test_postgresql_connections_do_not_jit_compile():
+    # A misestimated plan made PostgreSQL spend 0.8 s compiling a query that ran in 50 ms.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
