@@ -100,8 +100,8 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and not env.bool("PG_JIT",
     # No JIT compilation: these are short queries, and PostgreSQL compiles whenever a plan's
     # *estimated* cost passes jit_above_cost. One misestimate (a visibility subquery over a
     # long history) spent 804 ms compiling for a query that ran in 50 ms (bench/README).
-    options = _db.setdefault("OPTIONS", {})
-    options["options"] = f"{options.get('options', '')} -c jit=off".strip()
+    _options = _db.setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -56,16 +56,15 @@ def open_inputs_for(user: Any) -> QuerySet[WaitPoint]:
     if not user.is_authenticated or not user.is_active:
         return WaitPoint.objects.none()
     waits = WaitPoint.objects.filter(kind=WaitKind.INPUT, status=WaitStatus.OPEN)
-    if permissions.sees_all_runs(user):
-        return waits.select_related("run").order_by("created_at")
-    if user.has_perm("workflows.answer_any_input"):
-        # Only runs the user can open: the form lives on the run's page.
-        waits = waits.filter(run__in=permissions.runs_visible_to(user).values("pk"))
-    else:
-        # Their own runs, which they can always open (``runs_visible_to``). Not through the
-        # visibility subquery: over a long history its estimate alone made PostgreSQL spend
-        # 0.8 s compiling the plan of a query that found nothing (bench/README).
-        waits = waits.filter(run__created_by=user)
+    if not permissions.sees_all_runs(user):
+        if user.has_perm("workflows.answer_any_input"):
+            # Only runs the user can open: the form lives on the run's page.
+            waits = waits.filter(run__in=permissions.runs_visible_to(user).values("pk"))
+        else:
+            # Their own runs, which they can always open (``runs_visible_to``). Not through
+            # the visibility subquery: over a long history its estimate alone made PostgreSQL
+            # spend 0.8 s compiling the plan of a query that found nothing (bench/README).
+            waits = waits.filter(run__created_by=user)
     return waits.select_related("run").order_by("created_at")
 
 
