@@ -2,7 +2,9 @@
 here, so the channels cannot disagree.
 
 Other apps widen visibility through ``visibility_hooks``: each hook maps a user to a ``Q`` on
-``WorkflowRun`` (approvals adds "runs with an approval assigned to me").
+``WorkflowRun`` (approvals adds "runs with an approval assigned to me"). A hook's ``Q`` must
+not join a multi-valued relation (use ``Exists`` or ``pk__in``): each run is then listed once
+with no DISTINCT, which would sort every visible run before a page could be read.
 """
 
 from collections.abc import Callable
@@ -28,7 +30,7 @@ def runs_visible_to(user: Any) -> QuerySet[WorkflowRun]:
     condition = Q(created_by=user)
     for hook in visibility_hooks:
         condition |= hook(user)
-    return WorkflowRun.objects.filter(condition).distinct()
+    return WorkflowRun.objects.filter(condition)
 
 
 def can_view_run(user: Any, run: WorkflowRun) -> bool:

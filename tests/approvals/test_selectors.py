@@ -83,3 +83,18 @@ def test_reviewers_see_the_runs_they_are_asked_to_decide(people):
     assert can_view_run(people.boss, run)  # approvals.decide_any
     assert not can_view_run(people.outsider, run)
     assert list(runs_visible_to(people.ann)) == [run]
+
+
+def test_a_run_is_listed_once_however_many_ways_its_reviewer_is_involved(people):
+    from workflows.permissions import runs_visible_to
+
+    # ann requested it, is named on the stage and is in its group; bob comments on it.
+    run = start_and_wait(
+        "approvals-simple", {"requester": "ann", "users": ["ann", "bob"], "groups": ["reviewers"]}
+    )
+    approval_decide(request=run.approvals.get(), actor=people.bob, action="comment", comment="ok")
+    other = start_and_wait("approvals-simple", {"requester": "rita", "groups": ["finance"]})
+    for user in (people.ann, people.bob):
+        assert list(runs_visible_to(user)) == [run] and runs_visible_to(user).count() == 1
+    assert list(runs_visible_to(people.carl).order_by("created_at")) == [run, other]
+    assert list(runs_visible_to(people.outsider)) == []
