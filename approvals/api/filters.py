@@ -6,7 +6,8 @@ from ..selectors import overdue_q, waiting_for_q
 
 
 class ApprovalFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=ApprovalStatus.choices)
+    # distinct=False: see workflows.api.filters.RunFilter.status.
+    status = django_filters.MultipleChoiceFilter(choices=ApprovalStatus.choices, distinct=False)
     workflow = django_filters.CharFilter(field_name="run__workflow_name")
     run = django_filters.UUIDFilter(field_name="run_id")
     assigned_to_me = django_filters.BooleanFilter(
