@@ -59,8 +59,12 @@ def create_requests(
     """``count`` pending requests (or, with ``decided``, approved ones: history that the queue
     must skip; same group, same shape, their stage approved and their run completed), one a
     minute going back from ``older_by`` minutes ago."""
-    now = clock.now()
+    if count <= 0:
+        return
     what = "decided" if decided else "pending"
+    print(f"{connection.vendor}: creating {count} {what} approvals...")
+    started = time.perf_counter()
+    now = clock.now()
     for start in range(0, count, BATCH):
         size = min(BATCH, count - start)
         runs = WorkflowRun.objects.bulk_create(
@@ -125,7 +129,7 @@ def create_requests(
             for request in requests
         )
         print(f"  {start + size:>7} {what} approvals", end="\r", flush=True)
-    print()
+    print(f"\n  created in {time.perf_counter() - started:.0f} s")
 
 
 def measure(
@@ -237,21 +241,14 @@ def main() -> None:
         )
         ann.groups.add(reviewers)
         ann.user_permissions.add(Permission.objects.get(codename="view_approvalrequest"))
-        requests = ApprovalRequest.objects
-        pending = requests.filter(status=ApprovalStatus.PENDING)
+        pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).count()
+        decided = ApprovalRequest.objects.count() - pending
         # The past first, as in a real queue: decided requests are the older rows (lower ids,
         # earlier pages of the tables) and the pending ones the newest.
-        for decided, missing in (
-            (True, args.history - requests.exclude(status=ApprovalStatus.PENDING).count()),
-            (False, args.rows - pending.count()),
-        ):
-            if missing > 0:
-                what = "decided" if decided else "pending"
-                print(f"{connection.vendor}: creating {missing} {what} approvals...")
-                started = time.perf_counter()
-                older_by = args.rows if decided else 0
-                create_requests(missing, reviewers, requester, decided=decided, older_by=older_by)
-                print(f"  created in {time.perf_counter() - started:.0f} s")
+        create_requests(
+            args.history - decided, reviewers, requester, decided=True, older_by=args.rows
+        )
+        create_requests(args.rows - pending, reviewers, requester)
         # Deadlines are an hour either side of *now*: re-anchored on every run, or a database
         # kept (--keepdb) for more than an hour would have every request overdue.
         now = clock.now()

@@ -5,25 +5,25 @@ pages with a past).
 On PostgreSQL they are built CONCURRENTLY: a deployment with a long history keeps accepting
 decisions while they are built. That needs the migration outside a transaction."""
 
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
-class AddIndexConcurrentlyOnPostgres(migrations.AddIndex):
-    """AddIndex, built without locking out writes on PostgreSQL; plain elsewhere."""
+class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
+    """Django's AddIndexConcurrently on PostgreSQL; a plain AddIndex elsewhere (SQLite)."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
+        operation = _operation_for(schema_editor)
+        operation.database_forwards(self, app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, concurrently=True)
+        operation = _operation_for(schema_editor)
+        operation.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+
+def _operation_for(schema_editor) -> type[migrations.AddIndex]:
+    on_postgres = schema_editor.connection.vendor == "postgresql"
+    return AddIndexConcurrently if on_postgres else migrations.AddIndex
 
 
 class Migration(migrations.Migration):
