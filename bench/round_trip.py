@@ -51,7 +51,7 @@ def engine_phase(env: dict, runs: int, rate: float, web: int = 1) -> dict:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    from approvals.models import ApprovalRequest
+    from approvals.models import Action, ApprovalRequest, DecisionRecord
     from workflows import start
     from workflows.models import RunStatus, WorkflowRun
 
@@ -107,10 +107,24 @@ def engine_phase(env: dict, runs: int, rate: float, web: int = 1) -> dict:
         )
         finished = dict(WorkflowRun.objects.values_list("pk", "finished_at"))
         latencies = [finished[uuid.UUID(r)].timestamp() - t for r, t in sent.items()]
+        # Where the time goes: the decision service stamps its record with the moment it holds
+        # the request's lock (the request parsed, authenticated, found and locked); the rest
+        # is the decision's writes, its commit, the queue and the worker's advance.
+        decided = dict(
+            DecisionRecord.objects.filter(action=Action.APPROVE).values_list(
+                "request__run_id", "created_at"
+            )
+        )
+        to_service = [decided[uuid.UUID(r)].timestamp() - t for r, t in sent.items()]
+        service_to_done = [
+            (finished[run] - decided[run]).total_seconds() for run in map(uuid.UUID, sent)
+        ]
     finally:
         procs.stop()
     return {
         "decision_to_completed": c.percentiles(latencies),
+        "sent_to_decision_service": c.percentiles(to_service),
+        "decision_service_to_completed": c.percentiles(service_to_done),
         "api_decide_response": c.percentiles(api),
         "loadavg_during": load,
     }

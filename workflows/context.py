@@ -224,7 +224,10 @@ class Context:
     ) -> Any:
         # An unbatched step's completion is written before the next step runs, batched or
         # not: a crash in a batched step must not re-run the (maybe expensive) step before it.
-        if len(self.pending) >= BATCH_LIMIT or any(f.step.pk is not None for f in self.pending):
+        # A wait's completion may wait longer: reading the closed wait again costs nothing.
+        if len(self.pending) >= BATCH_LIMIT or any(
+            f.step.pk is not None and f.step.kind == StepKind.STEP for f in self.pending
+        ):
             self.flush()
         step = Step(
             run_id=self.run_id,
@@ -329,9 +332,15 @@ class Context:
         sequence, record = self._next(name, kind)
         if record is not None and record.status == StepStatus.COMPLETED:
             return record.result
+        if record is not None and record.status == StepStatus.WAITING:
+            # The run was woken: its wait is usually closed by now, and then one read is all
+            # it takes (no lock, no transaction; see journal.closed_wait).
+            wait = journal.closed_wait(self.run_id, sequence)
+            if wait is not None:
+                return self._consume(record, wait)
         seconds = as_seconds(timeout)
         deadline = clock.now() + timedelta(seconds=seconds) if seconds is not None else None
-        wait = journal.wait_enter(
+        wait, created_step = journal.wait_enter(
             self.run_id,
             self._owner,
             sequence=sequence,
@@ -346,7 +355,17 @@ class Context:
         self.pending = []
         if wait.is_open:
             raise Suspend()
-        return journal.wait_consume(self.run_id, self._owner, wait)
+        # Satisfied on arrival (a stored event message, a resolution racing the read above):
+        # the step is the one just created, or the record replayed.
+        return self._consume(created_step or record, wait)
+
+    def _consume(self, step: Step, wait: WaitPoint) -> dict:
+        """The closed wait's outcome; its step's completion is held back like a step's and
+        written with the run's next journal write. A crash before that only means the wait is
+        read again: nothing runs twice."""
+        outcome = journal.wait_outcome(wait)
+        self.pending.append(journal.Finished(step, outcome, clock.now()))
+        return outcome
 
     def sleep(self, name: str, duration: float | timedelta) -> None:
         """Durable timer: the run waits ``duration`` (seconds or timedelta) holding no worker."""

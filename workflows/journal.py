@@ -396,14 +396,16 @@ def wait_enter(
     deadline: datetime | None = None,
     on_create: Any = None,
     finished: Sequence[Finished] = (),
-) -> WaitPoint:
+) -> tuple[WaitPoint, Step | None]:
     """Register the wait (once) and, if it is not already satisfied, suspend the run.
 
-    Returns the wait point; if it is still open the run is ``waiting`` when this commits.
-    Resolution and suspension both lock the wait row first, so a resolution racing the
-    suspension either is seen here or finds the run already waiting and wakes it.
+    Returns the wait point, and its step's record when this call created it; if the wait is
+    still open the run is ``waiting`` when this commits. Resolution and suspension both lock
+    the wait row first, so a resolution racing the suspension either is seen here or finds the
+    run already waiting and wakes it.
     """
     now = clock.now()
+    step = None
     with transaction.atomic():
         _lease_or_completion(run_id, owner, finished, now)
         wait, created = WaitPoint.objects.get_or_create(
@@ -418,7 +420,7 @@ def wait_enter(
             },
         )
         if created:
-            Step.objects.update_or_create(
+            step, _ = Step.objects.update_or_create(
                 run_id=run_id,
                 sequence=sequence,
                 defaults={
@@ -445,7 +447,7 @@ def wait_enter(
                 wake_at=None,
             )
             record_event(run_id, "run.waiting", wait_summary(wait))
-    return wait
+    return wait, step
 
 
 def wait_summary(wait: WaitPoint) -> dict:
@@ -487,25 +489,30 @@ def lock_event_id(event_id: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hitl-event:{event_id}"])
 
 
-def wait_consume(run_id: Any, owner: str, wait: WaitPoint) -> dict:
-    """Mark the wait's step completed with its resolution; returns what the workflow sees."""
-    outcome = {
-        "wait_id": str(wait.id),
-        "status": wait.status,
-        "data": wait.resolution,
-        "resolved_by": wait.resolved_by_id,
-        "resolved_at": wait.resolved_at,
-    }
+def closed_wait(run_id: Any, sequence: int) -> WaitPoint | None:
+    """The run's wait at ``sequence`` if it is closed (resolved, timed out or cancelled).
+
+    A closed wait never opens again and its resolution is written with its status, so a plain
+    read needs no lock: only an open wait can race a resolution (``wait_enter`` handles that).
+    """
+    wait = WaitPoint.objects.filter(run_id=run_id, sequence=sequence).first()
+    return None if wait is None or wait.is_open else wait
+
+
+def wait_outcome(wait: WaitPoint) -> dict:
+    """What the workflow sees of a closed wait; also its step's recorded result."""
     from .registry import to_json
 
-    outcome = to_json(outcome, what="wait resolution")
-    now = clock.now()
-    with transaction.atomic():
-        renew_lease(run_id, owner)
-        Step.objects.filter(run_id=run_id, sequence=wait.sequence).update(
-            status=StepStatus.COMPLETED, result=outcome, finished_at=now
-        )
-    return outcome
+    return to_json(
+        {
+            "wait_id": str(wait.id),
+            "status": wait.status,
+            "data": wait.resolution,
+            "resolved_by": wait.resolved_by_id,
+            "resolved_at": wait.resolved_at,
+        },
+        what="wait resolution",
+    )
 
 
 def wait_resolve(

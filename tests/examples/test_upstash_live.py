@@ -25,6 +25,7 @@ PAGE_EVENTS = [
     "waiting-for-input",
     "run.waiting",
     "event.received",
+    "step.finished",  # the wait's step, completed with the next step's start
     "step.finished",
     "run.finished",
 ]
@@ -89,6 +90,7 @@ def test_live_page_sees_steps_waiting_decision_and_finish(tmp_path):
         assert [f["seq"] for f in frames] == list(range(1, len(PAGE_EVENTS) + 1))
         assert [f["data"]["step"] for f in frames if f["type"] == "step.finished"] == [
             "initial-processing",
+            "wait-for-approval",
             "process-approved",
         ]
         assert frames[4]["data"] == {"event_id": event_id, "data": {"approved": True}}

@@ -23,6 +23,7 @@ REVIEW_EVENTS = [
     "progress",
     "run.waiting",
     "event.received",
+    "step.finished",  # the wait's step, completed with the next step's start
     "step.finished",
     "run.finished",
 ]
@@ -224,9 +225,9 @@ def test_live_events_follow_the_catch_up_in_order_without_duplicates(alice):
         await comm.connect()
         caught_up = await receive_frames(comm, 4)
         await decide("a", {"approved": True})
-        live = await receive_frames(comm, 3)
+        live = await receive_frames(comm, 4)
         frames = caught_up + live
-        assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5, 6, 7]
+        assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5, 6, 7, 8]
         assert [f["type"] for f in frames] == REVIEW_EVENTS
         assert live[-1]["data"]["status"] == "completed"
         assert await comm.receive_nothing(timeout=0.8)
@@ -241,11 +242,11 @@ def test_since_may_come_as_the_first_message_and_nothing_is_sent_before_it(alice
     async def scenario():
         comm = connect_to(f"/ws/runs/{run.id}/", token=alice.token)
         await comm.connect()
-        await decide("a", {"approved": False})  # events 5-7 commit before the client says
+        await decide("a", {"approved": False})  # events 5-8 commit before the client says
         assert await comm.receive_nothing(timeout=0.6)
         await comm.send_json_to({"since": 3})
-        frames = await receive_frames(comm, 4)
-        assert [f["seq"] for f in frames] == [4, 5, 6, 7]
+        frames = await receive_frames(comm, 5)
+        assert [f["seq"] for f in frames] == [4, 5, 6, 7, 8]
         await comm.send_json_to({"since": 0})  # the stream has its position: ignored
         await comm.send_json_to({"type": "ping"})
         assert (await comm.receive_json_from(timeout=3))["type"] == "pong"
@@ -255,8 +256,8 @@ def test_since_may_come_as_the_first_message_and_nothing_is_sent_before_it(alice
 
 
 def test_a_gap_in_live_delivery_is_read_back_from_the_database(alice, settings):
-    # The relay forwards nothing during the test (it sleeps 30 s), so events 5 and 6 never
-    # reach the layer, as if it had dropped them; only event 7 is delivered.
+    # The relay forwards nothing during the test (it sleeps 30 s), so events 5 to 7 never
+    # reach the layer, as if it had dropped them; only event 8 is delivered.
     settings.HITL_REALTIME_DELIVERY = "relay"
     settings.HITL_REALTIME_RELAY_INTERVAL = 30
     run = waiting_review(alice)
@@ -266,10 +267,10 @@ def test_a_gap_in_live_delivery_is_read_back_from_the_database(alice, settings):
         await comm.connect()
         await receive_frames(comm, 4)
         await decide("a", {"approved": True})
-        last = (await database_sync_to_async(run_events_after)(run.id, 6))[0]
+        last = (await database_sync_to_async(run_events_after)(run.id, 7))[0]
         await get_channel_layer().group_send(run_group(run.id), group_message(last))
-        frames = await receive_frames(comm, 3)
-        assert [f["seq"] for f in frames] == [5, 6, 7]
+        frames = await receive_frames(comm, 4)
+        assert [f["seq"] for f in frames] == [5, 6, 7, 8]
         assert await comm.receive_nothing(timeout=0.5)
         await comm.disconnect()
 
@@ -289,11 +290,12 @@ def test_events_sent_to_the_group_together_arrive_as_frames_in_order(alice, sett
         await decide("a", {"approved": True})
         rows = await database_sync_to_async(run_events_after)(run.id, 4)
         await forward(get_channel_layer(), rows)
-        frames = await receive_events(comm, 3)
+        frames = await receive_events(comm, 4)
         assert [(f["seq"], f["type"]) for f in frames] == [
             (5, "event.received"),
-            (6, "step.finished"),
-            (7, "run.finished"),
+            (6, "step.finished"),  # the wait's step
+            (7, "step.finished"),
+            (8, "run.finished"),
         ]
         assert await comm.receive_nothing(timeout=0.5)
         await comm.disconnect()

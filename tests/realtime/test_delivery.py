@@ -54,10 +54,10 @@ def test_a_channel_layer_that_is_down_never_breaks_or_stalls_the_committing_code
 
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
-    assert run.events.count() == 7
-    # Seven commits and not one waited for the dead layer (a timeout each would be 7 s).
+    assert run.events.count() == 8
+    # Eight events and no commit waited for the dead layer (1 s of publish timeout each).
     assert elapsed < 1.5
-    assert publisher().backlog == 7  # kept, in order, for when the layer is back
+    assert publisher().backlog == 8  # kept, in order, for when the layer is back
     deadline = time.monotonic() + 5
     while "Publishing run events failed" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -83,12 +83,13 @@ def test_embedded_relay_forwards_events_committed_by_another_connection(alice, s
         await ws.connect()
         worker = threading.Thread(target=decide_elsewhere)
         worker.start()
-        frames = [await ws.receive_json_from(timeout=5) for _ in range(3)]
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(4)]
         await asyncio.to_thread(worker.join)
         assert [(f["seq"], f["type"]) for f in frames] == [
             (5, "event.received"),
-            (6, "step.finished"),
-            (7, "run.finished"),
+            (6, "step.finished"),  # the wait's step
+            (7, "step.finished"),
+            (8, "run.finished"),
         ]
         await ws.disconnect()
 

@@ -210,6 +210,8 @@ def test_timeline_includes_waits_and_their_resolution(admin_client):
         ("wait", "#0 waits for event 'approval' on event id order-t", WaitStatus.RESOLVED),
         ("event", "run.waiting", ""),
         ("event", "event.received", ""),
+        # The wait's step is completed like any step, with its event, when the run moves on.
+        ("event", "step.finished", ""),
         ("event", "run.finished", ""),
     ]
     wait = timeline[2]

@@ -1,4 +1,5 @@
-"""Batched steps (``ctx.step(..., batched=True)``): written with the run's next journal write."""
+"""Held-back completions, written with the run's next journal write: batched steps
+(``ctx.step(..., batched=True)``) and the wait a woken run reads."""
 
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import is_postgres
-from workflows import cancel, clock, start
+from workflows import cancel, clock, notify, start
 from workflows.context import BATCH_LIMIT
 from workflows.engine import advance
 from workflows.models import RunEvent, RunStatus, Step, StepStatus
@@ -274,3 +275,72 @@ def test_atomic_and_batched_together_are_refused(flows):
     run.refresh_from_db()
     assert "exclude each other" in run.error
     assert calls == []
+
+
+# --- a woken run's wait -----------------------------------------------------------------
+
+
+def test_a_woken_run_finishes_with_what_its_wait_received(flows):
+    def flow(ctx, data):
+        before = ctx.step("before", effect("before"))
+        payload, timed_out = ctx.wait_for_event("go", f"go-{data['tag']}")
+        return {"before": before, "payload": payload, "timed_out": timed_out}
+
+    flows("wake-and-finish", flow)
+    run = start("wake-and-finish", {"tag": "a"})
+    assert run_until_idle() == ["waiting"]
+    notify("go-a", {"amount": 7})
+    assert run_until_idle() == ["completed"]
+
+    run.refresh_from_db()
+    assert run.result == {"before": "before", "payload": {"amount": 7}, "timed_out": False}
+    assert recorded(run) == [("before", StepStatus.COMPLETED), ("go", StepStatus.COMPLETED)]
+    wait_step = run.steps.get(name="go")
+    assert wait_step.result["data"] == {"amount": 7} and wait_step.finished_at is not None
+    # The wait's step has its step.finished event, numbered before the run's end.
+    types = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True))
+    assert types[-2:] == ["step.finished", "run.finished"]
+    assert calls == ["before"]
+
+
+@pytest.mark.skipif(not is_postgres(), reason="counts the PostgreSQL fast path's statements")
+def test_resuming_after_a_decision_is_four_statements_and_one_commit(flows):
+    def flow(ctx, data):
+        payload, _ = ctx.wait_for_event("go", "go-count")
+        return payload
+
+    flows("wake-count", flow)
+    run = start("wake-count", {})
+    run_until_idle()
+    notify("go-count", {"ok": True})
+    with CaptureQueriesContext(connection) as queries:
+        assert advance(run.pk) == "completed"
+    # Claim, the journal, the closed wait, and the run's end (the wait's completion with it).
+    # Before the wait was read this way: 16 statements in three transactions.
+    assert len(queries.captured_queries) == 4, [q["sql"][:80] for q in queries]
+
+
+def test_a_worker_dying_after_reading_its_wait_reads_it_again(flows):
+    """Between reading the closed wait and the next journal write nothing is written: a crash
+    there leaves the wait step waiting, and the next worker reads the same outcome."""
+
+    def flow(ctx, data):
+        payload, _ = ctx.wait_for_event("go", "go-die")
+        after = ctx.step("after", dies_once("after"), batched=True)
+        return {"payload": payload, "after": after}
+
+    flows("wake-and-die", flow)
+    run = start("wake-and-die", {})
+    run_until_idle()
+    notify("go-die", {"n": 1})
+    with pytest.raises(WorkerDied):
+        advance(run.pk)
+    assert recorded(run) == [("go", StepStatus.WAITING)]
+
+    expire_lease()
+    assert run_until_idle() == ["completed"]
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert run.result == {"payload": {"n": 1}, "after": "after"}
+    assert recorded(run) == [("go", StepStatus.COMPLETED), ("after", StepStatus.COMPLETED)]
+    assert calls == ["after", "after"]

@@ -250,7 +250,8 @@ def test_run_events_form_a_gapless_sequence():
     assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
     types = [t for _, t in events]
     assert types[0] == "run.started" and types[-1] == "run.finished"
-    assert types.count("step.finished") == 3 and types.count("run.waiting") == 2
+    # Three steps and the two waits, each finished once; the run waited twice.
+    assert types.count("step.finished") == 5 and types.count("run.waiting") == 2
 
 
 def test_input_request_answered_with_typed_data():
