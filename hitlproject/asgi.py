@@ -4,7 +4,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from hitlproject import process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
+# Before the settings are read: this process's PostgreSQL connections come from a pool.
+process.serves_asgi = True
 # Django must be set up before anything imports models (the WebSocket routing does).
 django_asgi_app = get_asgi_application()
 

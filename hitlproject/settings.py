@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from hitlproject import process
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -102,6 +104,21 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and not env.bool("PG_JIT",
     # long history) spent 804 ms compiling for a query that ran in 50 ms (bench/README).
     _options = _db.setdefault("OPTIONS", {})
     _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+if (
+    _db["ENGINE"] == "django.db.backends.postgresql"
+    and process.serves_asgi
+    and env.bool("HITL_DB_POOL", default=True)
+):
+    # Under ASGI each request's synchronous code runs in a thread of its own and Django's
+    # connections belong to threads, so persistent connections were opened request after
+    # request and left open (9 new server processes for 40 API reads, each request paying for
+    # a fresh one: bench/README). Django's advice for ASGI is a pool instead. Only the ASGI
+    # server gets one: django-q2 forks its workers, and a pool must not cross a fork.
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env.int("HITL_DB_POOL_SIZE", default=10),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

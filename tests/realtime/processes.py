@@ -135,7 +135,8 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start(self) -> None:
+    def start(self, *, cluster: bool = True) -> None:
+        """daphne, and (unless ``cluster`` is False) a django-q2 cluster."""
         daphne = self._spawn(
             "daphne",
             [
@@ -147,7 +148,8 @@ class Stack:
                 "hitlproject.asgi:application",
             ],
         )
-        self._spawn("qcluster", [sys.executable, "manage.py", "qcluster"])
+        if cluster:
+            self._spawn("qcluster", [sys.executable, "manage.py", "qcluster"])
         wait_for_port(self.port, 20, daphne)
 
     def shell(self, code: str, timeout: float = 30) -> subprocess.CompletedProcess:
