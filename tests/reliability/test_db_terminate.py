@@ -14,13 +14,20 @@ from .ledger import Ledger
 pytestmark = [requires_postgres, pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
 
-def terminate_other_backends() -> int:
+def other_backends(*, terminate: bool = False) -> int:
+    """How many server processes serve this database besides this test's own (terminated with
+    ``terminate``)."""
+    counted = "pg_terminate_backend(pid)" if terminate else "*"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"SELECT count({counted}) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
+
+
+def terminate_other_backends() -> int:
+    return other_backends(terminate=True)
 
 
 def test_connection_terminated_during_a_step_recovers(ledger, tmp_path):

@@ -4,26 +4,16 @@ import http.client
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from tests.conftest import requires_postgres
 from tests.realtime.processes import Stack
 
-from .test_db_terminate import terminate_other_backends
+from .test_db_terminate import other_backends, terminate_other_backends
 
 pytestmark = [requires_postgres, pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
 POOL_SIZE = 3
-
-
-def other_backends() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 @pytest.fixture
