@@ -111,9 +111,9 @@ if (
 ):
     # Under ASGI each request's synchronous code runs in a thread of its own and Django's
     # connections belong to threads, so persistent connections were opened request after
-    # request and left open (9 new server processes for 40 API reads, each request paying for
-    # a fresh one: bench/README). Django's advice for ASGI is a pool instead. Only the ASGI
-    # server gets one: django-q2 forks its workers, and a pool must not cross a fork.
+    # request and left open (15 server processes after 60 API reads; the requests that opened
+    # them waited for it: bench/README). Django's advice for ASGI is a pool instead. Only the
+    # ASGI server gets one: django-q2 forks its workers, and a pool must not cross a fork.
     _db["CONN_MAX_AGE"] = 0
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,

@@ -304,7 +304,7 @@ def test_a_woken_run_finishes_with_what_its_wait_received(flows):
 
 
 @pytest.mark.skipif(not is_postgres(), reason="counts the PostgreSQL fast path's statements")
-def test_resuming_after_a_decision_is_four_statements_and_one_commit(flows):
+def test_resuming_after_a_decision_is_four_statements(flows):
     def flow(ctx, data):
         payload, _ = ctx.wait_for_event("go", "go-count")
         return payload
@@ -315,8 +315,9 @@ def test_resuming_after_a_decision_is_four_statements_and_one_commit(flows):
     notify("go-count", {"ok": True})
     with CaptureQueriesContext(connection) as queries:
         assert advance(run.pk) == "completed"
-    # Claim, the journal, the closed wait, and the run's end (the wait's completion with it).
-    # Before the wait was read this way: 16 statements in three transactions.
+    # The claim, the journal, the closed wait, and the run's end with the wait's completion:
+    # two reads and two writes, each its own commit. Before the wait was read this way: 16
+    # statements, the last 12 in three transactions.
     assert len(queries.captured_queries) == 4, [q["sql"][:80] for q in queries]
 
 
