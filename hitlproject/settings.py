@@ -98,27 +98,21 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not :memory:) so that multi-process tests can share the test database.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
-elif _db["ENGINE"] == "django.db.backends.postgresql" and not env.bool("PG_JIT", default=False):
-    # No JIT compilation: these are short queries, and PostgreSQL compiles whenever a plan's
-    # *estimated* cost passes jit_above_cost. One misestimate (a visibility subquery over a
-    # long history) spent 804 ms compiling for a query that ran in 50 ms (bench/README).
+elif _db["ENGINE"] == "django.db.backends.postgresql":
     _options = _db.setdefault("OPTIONS", {})
-    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
-if (
-    _db["ENGINE"] == "django.db.backends.postgresql"
-    and process.serves_asgi
-    and env.bool("HITL_DB_POOL", default=True)
-):
-    # Under ASGI each request's synchronous code runs in a thread of its own and Django's
-    # connections belong to threads, so persistent connections were opened request after
-    # request and left open (15 server processes after 60 API reads; the requests that opened
-    # them waited for it: bench/README). Django's advice for ASGI is a pool instead. Only the
-    # ASGI server gets one: django-q2 forks its workers, and a pool must not cross a fork.
-    _db["CONN_MAX_AGE"] = 0
-    _db.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 2,
-        "max_size": env.int("HITL_DB_POOL_SIZE", default=10),
-    }
+    if not env.bool("PG_JIT", default=False):
+        # No JIT compilation: these are short queries, and PostgreSQL compiles whenever a
+        # plan's *estimated* cost passes jit_above_cost. One misestimate (a visibility subquery
+        # over a long history) spent 804 ms compiling for a query that ran in 50 ms.
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+    if process.serves_asgi and env.bool("HITL_DB_POOL", default=True):
+        # Under ASGI each request's synchronous code runs in a thread of its own and Django's
+        # connections belong to threads, so persistent connections were opened request after
+        # request and left open (15 server processes after 60 API reads; the requests that
+        # opened them waited for it: bench/README). Django's advice for ASGI is a pool. Only
+        # the ASGI server gets one: django-q2 forks its workers; a pool must not cross a fork.
+        _db["CONN_MAX_AGE"] = 0
+        _options["pool"] = {"min_size": 2, "max_size": env.int("HITL_DB_POOL_SIZE", default=10)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
