@@ -4,9 +4,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from hitlproject import process
+from hitlproject import process, server
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
+# Form bodies go to Django unparsed by Twisted (see hitlproject.server).
+server.pass_request_bodies_through()
 # Before the settings are read: this process's PostgreSQL connections come from a pool.
 process.serves_asgi = True
 # Django must be set up before anything imports models (the WebSocket routing does).
