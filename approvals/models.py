@@ -97,6 +97,9 @@ class ApprovalRequest(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="approval_status_idx"),
+            # "All I may see", newest first: a page walks this index and checks each request's
+            # access rows, instead of sorting every visible request (bench/README).
+            models.Index(fields=["created_at"], name="approval_created_idx"),
             # The queues read only pending requests, with exactly these columns: from this
             # index alone (an index-only scan on PostgreSQL), however many decided requests
             # the table holds (bench/README, queue pages with a past).
@@ -175,6 +178,56 @@ class ApprovalStage(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == StageStatus.OPEN
+
+
+class ApprovalAccess(models.Model):
+    """One user or group involved with a request: named on one of its stages (now), acted on it,
+    requested it, or started its run. Readers ask this table who may see a request
+    (``approvals.selectors``) instead of joining every request's stages, assignments and
+    audit: a reviewer's lists and counts then read an index, however long the past
+    (bench/README, queue pages). Derived from those rows and kept by ``approvals.access``
+    only, in the transactions that change them.
+    """
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="+")
+    # The request's run, for the runs lists' visibility (one index probe per listed run).
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique constraints below, which begin with them.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
+    class Meta:
+        verbose_name = "approval access"
+        verbose_name_plural = "approval access"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True)
+                | Q(user__isnull=True, group__isnull=False),
+                name="access_one_principal",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "request"],
+                condition=Q(user__isnull=False),
+                name="access_user_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "request"],
+                condition=Q(group__isnull=False),
+                name="access_group_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
+        return f"{who} on {self.request_id}"
 
 
 class Action(models.TextChoices):

@@ -25,7 +25,7 @@ from workflows.models import WaitPoint, WaitStatus, WorkflowRun
 from workflows.outbox import record_event
 from workflows.registry import to_json
 
-from . import links, notifications
+from . import access, links, notifications
 from .errors import (
     ApprovalConflict,
     ApprovalError,
@@ -144,6 +144,7 @@ def approval_create(
         now=now,
         data={"stages": [s.name for s in created]},
     )
+    access.rebuild([request.pk])
     _open_stage(request, created[0], now, event=False)
     record_event(request.run_id, "approval.created", approval_summary(request))
     return request
@@ -472,6 +473,7 @@ def _reassign(request, stage, actor, action, comment, channel, now, users, group
         comment=comment,
         data={"from": previous, "to": _assignees(stage)},
     )
+    access.rebuild([request.pk])  # the previous assignees no longer see it (unless involved)
     _event(request, "reassigned", stage=stage, by=actor, to=_assignees(stage))
     notifications.notify("approval_needed", request, stage=stage)
     return record
@@ -690,6 +692,7 @@ def _escalate(request, stage, now) -> None:
         comment=f"Deadline passed: escalated to {stage.escalate_to.name}.",
         data={"from": previous, "to": _assignees(stage), "deadline": stage.deadline},
     )
+    access.rebuild([request.pk])
     _event(request, "escalated", stage=stage, to=stage.escalate_to.name, deadline=stage.deadline)
     notifications.notify("approval_escalated", request, stage=stage)
 
@@ -792,6 +795,7 @@ def _audit(
     original_value=None,
     data=None,
 ) -> DecisionRecord:
+    access.add_actor(request, actor)
     return DecisionRecord.objects.create(
         request=request,
         stage=stage,

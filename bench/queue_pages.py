@@ -38,6 +38,7 @@ from django.db.models import OuterRef, Subquery  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
+from approvals import access  # noqa: E402
 from approvals.models import (  # noqa: E402
     Action,
     ApprovalRequest,
@@ -128,6 +129,7 @@ def create_requests(
             )
             for request in requests
         )
+        access.rebuild(r.pk for r in requests)  # who may see them, as the services record it
         print(f"  {start + size:>7} {what} approvals", end="\r", flush=True)
     print(f"\n  created in {time.perf_counter() - started:.0f} s")
 

@@ -5,25 +5,9 @@ pages with a past).
 On PostgreSQL they are built CONCURRENTLY: a deployment with a long history keeps accepting
 decisions while they are built. That needs the migration outside a transaction."""
 
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-
-class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
-    """Django's AddIndexConcurrently on PostgreSQL; a plain AddIndex elsewhere (SQLite)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        operation = _operation_for(schema_editor)
-        operation.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        operation = _operation_for(schema_editor)
-        operation.database_backwards(self, app_label, schema_editor, from_state, to_state)
-
-
-def _operation_for(schema_editor) -> type[migrations.AddIndex]:
-    on_postgres = schema_editor.connection.vendor == "postgresql"
-    return AddIndexConcurrently if on_postgres else migrations.AddIndex
+from hitlproject.migration_operations import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):

@@ -32,8 +32,8 @@ def team(db):
     return Team
 
 
-def ask(**data):
-    run = start("approvals-simple", {"requester": "rita", **data})
+def ask(created_by=None, **data):
+    run = start("approvals-simple", {"requester": "rita", **data}, created_by=created_by)
     run_until_idle()
     return run, ApprovalRequest.objects.get(run=run)
 
@@ -136,7 +136,8 @@ def test_refusals_non_assignee_403_second_decision_409_reject_without_reason_400
 
 
 def test_non_assignee_with_visibility_gets_403(team):
-    run, request = ask(users=["ann"], groups=[])
+    creator = make_user("creator", "workflows.add_workflowrun")
+    _, request = ask(users=["ann"], groups=[], created_by=creator)
     # bob started nothing and is not assigned: he cannot see it (404)...
     assert (
         token_client(team.bob)
@@ -145,9 +146,6 @@ def test_non_assignee_with_visibility_gets_403(team):
         == 404
     )
     # ...but the run's creator can see it and still may not decide it (403).
-    creator = make_user("creator", "workflows.add_workflowrun")
-    run.created_by = creator
-    run.save(update_fields=["created_by"])
     response = token_client(creator).post(
         f"/api/v1/approvals/{request.pk}/decide/", {"action": "approve"}, format="json"
     )

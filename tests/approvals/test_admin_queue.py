@@ -12,6 +12,7 @@ from django.db.models import OuterRef, Subquery
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from approvals import access
 from approvals.models import (
     Action,
     ApprovalRequest,
@@ -379,6 +380,7 @@ def bulk_requests(count, *, group, requester, title="Bulk"):
         )
         for request in requests
     )
+    access.rebuild(r.pk for r in requests)  # who may see them, as the services would record
 
 
 def count_queries(client, params):
