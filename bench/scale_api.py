@@ -48,6 +48,7 @@ def bulk_clone(template_run_id, count: int, reviewers: list, group) -> float:
     """Clone the template run's rows ``count`` times; returns seconds taken."""
     from django.db import connection, transaction
 
+    from approvals import access
     from approvals.models import ApprovalRequest, ApprovalStage, DecisionRecord
     from workflows.models import RunEvent, Step, WaitPoint, WorkflowRun
 
@@ -103,6 +104,7 @@ def bulk_clone(template_run_id, count: int, reviewers: list, group) -> float:
                 for s in stages
                 for d in decisions
             )
+            access.rebuild(r.pk for r in requests)  # who may see them, as the services record it
         print(f"  {first + n} / {count} cloned", file=sys.stderr, flush=True)
     with connection.cursor() as cursor:
         cursor.execute(
