@@ -6,9 +6,11 @@ PostgreSQL, ``REDIS_URL`` to the Redis broker, channel layer and cache. Producti
 use ``hitlproject.settings_production``, which refuses insecure defaults.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from hitlproject import process
 
@@ -80,10 +82,19 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
-}
+# Empty counts as unset: a blank ``DATABASE_URL=`` line in a .env or compose file.
+_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
+with warnings.catch_warnings():
+    # django-environ warns about a URL it cannot read by printing it, password included; the
+    # error below says what is wrong without it.
+    warnings.simplefilter("ignore")
+    DATABASES = {"default": env.db_url_config(_database_url)}
 _db = DATABASES["default"]
+if not _db.get("ENGINE", "").startswith("django."):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL: use postgres://user:password@host:5432/name, or "
+        "leave it unset for the embedded SQLite database."
+    )
 # Workers keep connections open: django-q2's ORM broker on PostgreSQL measured 33 tasks/s
 # reconnecting per task and 350 tasks/s with persistent connections.
 _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)

@@ -69,6 +69,38 @@ def test_production_settings_refuse_a_missing_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def database_vendor(url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": url}
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.db import connection as c; print(c.vendor)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_empty_database_url_means_the_embedded_database():
+    # A blank "DATABASE_URL=" line in a .env or compose file: it failed with KeyError 'ENGINE'.
+    result = database_vendor("")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "sqlite"
+
+
+def test_a_database_url_that_is_not_one_says_so_without_echoing_it():
+    result = database_vendor("posgres//hitl:s3cret@db/hitl")
+    assert result.returncode != 0
+    assert "DATABASE_URL is not a database URL" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
 def email_backend(**extra_env) -> str:
     env = {k: v for k, v in os.environ.items() if k != "EMAIL_URL"}
     env.update(extra_env)
