@@ -267,6 +267,9 @@ LOGGING = {
 # --- The engine -----------------------------------------------------------------------------
 # Extra modules holding @workflow functions, besides each installed app's workflows.py.
 HITL_WORKFLOW_MODULES = env.list("HITL_WORKFLOW_MODULES", default=[])
+# ``manage.py hitl_demo`` creates staff accounts with a published password; production
+# settings turn it off.
+HITL_DEMO_ACCOUNTS = True
 # How long a worker owns a run it advances. It must outlast a task (django-q2 kills a task at
 # its timeout), so a slow step is never taken over while it still runs.
 HITL_LEASE_SECONDS = env.int("HITL_LEASE_SECONDS", default=HITL_TASK_TIMEOUT + 30)

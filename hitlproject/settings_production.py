@@ -10,6 +10,8 @@ from .settings import *  # noqa: F403  (production extends the base settings who
 from .settings import email_settings, env
 
 DEBUG = False
+# No staff accounts with the demo's published password (``manage.py hitl_demo`` refuses).
+HITL_DEMO_ACCOUNTS = False
 # Production sends real mail: SMTP on localhost unless EMAIL_URL says otherwise.
 globals().update(email_settings(env.str("EMAIL_URL", default="smtp://localhost:25")))
 

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from approvals.selectors import approval_queue_for
 from examples.demo import DEMO_PASSWORD, DEMO_RUNS
@@ -50,3 +50,11 @@ def test_demo_fills_the_queue_and_is_safe_to_run_twice():
     assert WorkflowRun.objects.count() == len(DEMO_RUNS)
     assert "password unchanged" in second
     assert User.objects.get(username="manager").password == "changed"
+
+
+def test_production_settings_refuse_the_demo_accounts(settings):
+    # As hitlproject.settings_production sets it: no staff with a published password.
+    settings.HITL_DEMO_ACCOUNTS = False
+    with pytest.raises(CommandError, match="published password"):
+        run_demo()
+    assert not User.objects.exists() and not WorkflowRun.objects.exists()

@@ -50,6 +50,22 @@ def test_check_deploy_with_production_settings_is_clean():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+    # The switch test_hitl_demo.py exercises is off in these settings.
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.HITL_DEMO_ACCOUNTS)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.stdout.strip().splitlines()[-1] == "False", shown.stderr
 
 
 def test_production_settings_refuse_a_missing_secret_key():

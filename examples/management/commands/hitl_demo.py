@@ -1,7 +1,8 @@
 """``manage.py hitl_demo``: reviewer accounts and a few runs of every seed scenario."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from approvals.selectors import approval_queue_for
 from examples import demo
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, advance: bool, **options):
+        if not settings.HITL_DEMO_ACCOUNTS:
+            raise CommandError(
+                "hitl_demo creates staff accounts with the published password "
+                f"'{demo.DEMO_PASSWORD}'; these settings do not allow it (HITL_DEMO_ACCOUNTS)."
+            )
         accounts = demo.ensure_accounts()
         self.stdout.write(self.style.MIGRATE_HEADING("Accounts (log in at /admin/):"))
         for result in accounts:
