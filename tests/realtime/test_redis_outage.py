@@ -1,12 +1,18 @@
-"""Redis stopped while runs go on: nothing that commits breaks, runs complete, and a client
-that reconnects with ``since`` receives every event it missed, in order."""
+"""Redis stopped while runs go on: nothing that commits breaks, runs complete, and clients
+that reconnect with ``since`` receive every event they missed, in order.
+
+Figures are printed with ``-s`` and written to var/reliability/. ``HITL_RELIABILITY_LARGE=1``
+runs 10 runs, each followed by its own client, instead of 3."""
 
 import json
 import time
+from contextlib import ExitStack
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.reliability.conftest import LARGE
+from tests.reliability.figures import backend, record
 from workflows.models import RunStatus, WorkflowRun
 
 from .processes import RedisServer, Stack, redis_server
@@ -18,6 +24,7 @@ pytestmark = [
     pytest.mark.skipif(redis_server is None, reason="redis-server is not installed"),
 ]
 
+RUNS = 10 if LARGE else 3
 TWO_DECISIONS = [
     "run.started",
     "step.finished",  # prepare
@@ -58,43 +65,85 @@ def follow(stack: Stack, run_id: str, token: str, since: int, timeout: float) ->
     raise TimeoutError(f"the run did not finish within {timeout} s; got {events}")
 
 
-def test_runs_go_on_while_redis_is_down_and_a_reconnecting_client_misses_nothing(alice, tmp_path):
+def test_runs_go_on_while_redis_is_down_and_reconnecting_clients_miss_nothing(alice, tmp_path):
     redis = RedisServer(tmp_path)
     stack = Stack(tmp_path, redis.url)
+    tags = [f"x{n}" for n in range(RUNS)]
     try:
         redis.start()
         stack.start()
-        run_id = stack.start_run("rt-two-decisions", {"order_id": 3, "tag": "x"}, "alice")
-        with open_stream(stack, run_id, alice.token, since=0) as ws:
-            seen = events_until(ws, "run.waiting")
+        started = stack.shell(
+            "import json; from django.contrib.auth.models import User; "
+            "from workflows import start; alice = User.objects.get(username='alice'); "
+            "print(json.dumps([str(start('rt-two-decisions', {'order_id': n, 'tag': t}, "
+            f"created_by=alice).id) for n, t in enumerate({tags!r})]))"
+        )
+        run_ids = json.loads(started.stdout.strip().splitlines()[-1])
+        with ExitStack() as sockets:
+            streams = {
+                run_id: sockets.enter_context(open_stream(stack, run_id, alice.token, since=0))
+                for run_id in run_ids
+            }
+            seen = {run_id: events_until(ws, "run.waiting") for run_id, ws in streams.items()}
             redis.stop()
-            # The server's consumer loses its channel layer and hangs up; the page reconnects.
-            with pytest.raises(ConnectionClosed):
-                while True:
-                    frame = json.loads(ws.recv(timeout=10))
-                    assert frame["seq"] is None, frame  # no run event can come through now
+            went_down = time.monotonic()
+            # The server's consumers lose their channel layer and hang up; pages reconnect.
+            for ws in streams.values():
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        frame = json.loads(ws.recv(timeout=10))
+                        assert frame["seq"] is None, frame  # no run event can come through now
 
-        # Meanwhile a decision arrives and the run advances (here in the deciding process,
-        # since the worker's broker is down too): every publish fails, nothing breaks.
+        # Meanwhile decisions arrive and the runs advance (here in the deciding process, since
+        # the worker's broker is down too): every publish fails, nothing breaks.
         outage = stack.shell(
             "from workflows import notify; from workflows.testing import run_until_idle; "
-            "notify('first-x', {'ok': 1}); print(run_until_idle())"
+            f"[notify(f'first-{{t}}', {{'ok': 1}}) for t in {tags!r}]; print(run_until_idle())"
         )
         assert "Publishing run events failed" in outage.stderr
-        assert WorkflowRun.objects.get(pk=run_id).status == RunStatus.WAITING
+        assert set(WorkflowRun.objects.filter(pk__in=run_ids).values_list("status", flat=True)) == {
+            RunStatus.WAITING
+        }
 
         redis.start()  # same port, empty: group memberships and queued tasks are gone
-        stack.notify("second-x", {"ok": 2})  # the worker completes the run once it reconnects
-        missed = follow(stack, run_id, alice.token, since=seen[-1]["seq"], timeout=25)
+        came_back = time.monotonic()
+        # The worker completes the runs once it has reconnected to the broker.
+        stack.shell(
+            "from workflows import notify; "
+            f"[notify(f'second-{{t}}', {{'ok': 2}}) for t in {tags!r}]"
+        )
+        missed = {
+            run_id: follow(stack, run_id, alice.token, since=seen[run_id][-1]["seq"], timeout=25)
+            for run_id in run_ids
+        }
+        caught_up = time.monotonic()
 
-        events = seen + missed
-        assert [e["type"] for e in events] == TWO_DECISIONS
-        assert [e["seq"] for e in events] == list(range(1, len(TWO_DECISIONS) + 1))
-        assert events[-1]["data"]["result"] == {"first": {"ok": 1}, "second": {"ok": 2}}
-        assert WorkflowRun.objects.get(pk=run_id).status == RunStatus.COMPLETED
+        for run_id in run_ids:
+            events = seen[run_id] + missed[run_id]
+            assert [e["type"] for e in events] == TWO_DECISIONS
+            assert [e["seq"] for e in events] == list(range(1, len(TWO_DECISIONS) + 1))
+            assert events[-1]["data"]["result"] == {"first": {"ok": 1}, "second": {"ok": 2}}
+        assert set(WorkflowRun.objects.filter(pk__in=run_ids).values_list("status", flat=True)) == {
+            RunStatus.COMPLETED
+        }
     except BaseException:
         print(stack.logs())
         raise
     finally:
         stack.stop()
         redis.stop()
+    record(
+        f"redis_outage_{backend()['database']}",
+        "Redis stopped and started",
+        {
+            "runs": RUNS,
+            "clients": RUNS,
+            "decisions_while_redis_was_down": RUNS,
+            "events_before_the_outage": sum(len(events) for events in seen.values()),
+            "events_caught_up_after_reconnecting": sum(len(events) for events in missed.values()),
+            "events_lost": 0,
+            "redis_down_seconds": round(came_back - went_down, 1),
+            "restart_to_every_client_caught_up_seconds": round(caught_up - came_back, 1),
+            "database": backend()["database"],
+        },
+    )

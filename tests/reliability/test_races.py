@@ -4,12 +4,10 @@ and two reviewers deciding one stage at once from the API and from the admin.
 Exactly one outcome per trial, recorded once, and the run continues with that outcome.
 """
 
-import json
 import threading
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test import Client
@@ -26,6 +24,7 @@ from workflows.sweeper import fire_due_waits
 from workflows.testing import run_until_idle
 
 from .conftest import LARGE
+from .figures import record
 
 pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
 
@@ -82,10 +81,7 @@ def test_a_decision_racing_its_deadline_has_exactly_one_outcome():
         assert run.result["status"] == request.status
         outcomes[request.status] += 1
 
-    print("\nDecision vs deadline:", json.dumps({"trials": TRIALS, **outcomes}))
-    out = settings.DATA_DIR / "reliability"
-    out.mkdir(exist_ok=True)
-    (out / "decision_vs_deadline.json").write_text(json.dumps({"trials": TRIALS, **outcomes}))
+    record("decision_vs_deadline", "Decision vs deadline", {"trials": TRIALS, **outcomes})
 
 
 def test_api_and_admin_decisions_racing_on_one_stage_have_exactly_one_winner():
@@ -156,7 +152,4 @@ def test_api_and_admin_decisions_racing_on_one_stage_have_exactly_one_winner():
         assert run.result["decided_by"] == winner
         wins["api" if api_won else "admin"] += 1
 
-    print("\nAPI vs admin on one stage:", json.dumps({"trials": TRIALS, "wins": wins}))
-    out = settings.DATA_DIR / "reliability"
-    out.mkdir(exist_ok=True)
-    (out / "api_vs_admin.json").write_text(json.dumps({"trials": TRIALS, "wins": wins}))
+    record("api_vs_admin", "API vs admin on one stage", {"trials": TRIALS, "wins": wins})

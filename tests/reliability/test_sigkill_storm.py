@@ -6,12 +6,10 @@ committed exactly once.
 Figures are printed (run with -s to see them) and written to var/reliability/.
 """
 
-import json
 import random
 import time
 
 import pytest
-from django.conf import settings
 
 import tests.reliability.flows  # noqa: F401  (registers "storm" in this process)
 from tests.e2e.processes import Cluster, child_env, wait_until
@@ -19,6 +17,7 @@ from workflows import start
 from workflows.models import RunStatus, Step, WorkflowRun
 
 from .conftest import LARGE
+from .figures import backend, record
 from .ledger import Ledger
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
@@ -103,13 +102,9 @@ def test_sigkill_storm(ledger, tmp_path):
         "atomic_writes_committed": sum(book.atomic.values()),
         "storm_seconds": round(killed_at - began, 1),
         "drain_after_last_kill_seconds": round(finished - killed_at, 1),
-        "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
-        "broker": "redis" if settings.REDIS_URL else "orm",
+        **backend(),
     }
-    print("\nSIGKILL storm:", json.dumps(figures))
-    out = settings.DATA_DIR / "reliability"
-    out.mkdir(exist_ok=True)
-    (out / f"sigkill_storm_{figures['database']}.json").write_text(json.dumps(figures, indent=2))
+    record(f"sigkill_storm_{figures['database']}", "SIGKILL storm", figures)
     assert kills_in_step >= 1
     # Every execution beyond one per step was a step cut short by a kill.
     assert executions - RUNS * LEDGER_STEPS <= KILLS * 2

@@ -1,0 +1,203 @@
+"""The signed inbound webhook fuzzed over HTTP: whatever arrives, the answer is never a 5xx,
+and a refused webhook (any 4xx) changes nothing: no decision, no receipt, no event, no
+status, no access row, no user. Most bodies are correctly signed, so they get past the
+signature into the actions (``event.notify``, ``approval.decide``) with arbitrary fields;
+others carry a wrong, missing or stale signature.
+
+Figures (status codes seen) are printed with ``-s`` and written to var/reliability/.
+``HITL_RELIABILITY_LARGE=1`` sends 1,000 webhooks instead of 150.
+"""
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from approvals.models import (
+    ApprovalAccess,
+    ApprovalRequest,
+    ApprovalStage,
+    ApprovalStatus,
+    DecisionRecord,
+)
+from tests.approvals.conftest import make_user
+from workflows import start
+from workflows.models import EventMessage, RunEvent, WaitPoint, WebhookReceipt, WorkflowRun
+from workflows.testing import run_until_idle
+from workflows.webhooks import sign
+
+from .conftest import LARGE
+from .figures import backend, record
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/webhooks/inbound/"
+SECRET = "fuzz-http-secret"
+EXAMPLES = 1000 if LARGE else 150
+DECISIONS = ["approve", "reject", "edit", "comment", "cancel", "claim", "unclaim", "delegate"]
+DECISIONS += ["reassign", "escalate", "", "APPROVE"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def payloads(approval_ids: st.SearchStrategy) -> st.SearchStrategy:
+    """Bodies shaped like the two actions, every field sometimes wrong, plus any JSON at all."""
+    maybe = lambda strategy: st.one_of(strategy, json_values)  # noqa: E731
+    decide = st.fixed_dictionaries(
+        {"action": st.just("approval.decide")},
+        optional={
+            "approval": maybe(approval_ids),
+            "decision": maybe(st.sampled_from(DECISIONS)),
+            "actor": maybe(st.sampled_from(["ann", "otto", "nobody", ""])),
+            "comment": maybe(st.text(max_size=30)),
+            "value": json_values,
+            "stage": maybe(st.sampled_from(["review", "nope"])),
+            "users": maybe(st.lists(st.sampled_from(["ann", "otto", "ghost"]), max_size=2)),
+        },
+    )
+    notify = st.fixed_dictionaries(
+        {"action": st.just("event.notify")},
+        optional={
+            "event_id": maybe(st.sampled_from(["fuzz-event", "other-event", ""])),
+            "data": json_values,
+        },
+    )
+    other = st.dictionaries(
+        st.sampled_from(["action", "approval", "event_id"]), json_values, max_size=3
+    )
+    return st.one_of(decide, notify, other, json_values)
+
+
+def snapshot() -> dict[str, Any]:
+    """Everything a webhook could change (the test's tables are small)."""
+    return {
+        "receipts": WebhookReceipt.objects.count(),
+        "decisions": DecisionRecord.objects.count(),
+        "requests": list(
+            ApprovalRequest.objects.order_by("pk").values_list("pk", "status", "value")
+        ),
+        "stages": list(
+            ApprovalStage.objects.order_by("pk").values_list(
+                "pk", "status", "claimed_by", "escalation_count"
+            )
+        ),
+        "stage_users": ApprovalStage.users.through.objects.count(),
+        "access": ApprovalAccess.objects.count(),
+        "events": EventMessage.objects.count(),
+        "waits": list(WaitPoint.objects.order_by("pk").values_list("pk", "status")),
+        "run_events": RunEvent.objects.count(),
+        "runs": list(WorkflowRun.objects.order_by("pk").values_list("pk", "status")),
+        "users": User.objects.count(),
+    }
+
+
+class Target:
+    """A pending approval (one stage for the reviewers group) and a run waiting for an event;
+    replaced whenever an accepted webhook settles them, so every example has something to hit."""
+
+    def __init__(self) -> None:
+        self.approval: ApprovalRequest | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        if (
+            self.approval is None
+            or not ApprovalRequest.objects.filter(
+                pk=self.approval.pk, status=ApprovalStatus.PENDING
+            ).exists()
+        ):
+            start("approvals-simple", {"editable": True, "title": "Fuzzed"})
+        if not WaitPoint.objects.filter(event_id="fuzz-event", status="open").exists():
+            start("event-timeout", {"event_id": "fuzz-event"})
+        run_until_idle()
+        self.approval = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).latest(
+            "created_at"
+        )
+
+
+@pytest.fixture
+def target(db):
+    make_user("ann", "reviewers")
+    make_user("otto")
+    import tests.approvals.flows
+    import tests.workflows.flows  # noqa: F401  (registers event-timeout)
+
+    return Target()
+
+
+def test_fuzzed_webhooks_never_fail_with_5xx_and_refused_ones_change_nothing(target):
+    statuses: Counter = Counter()
+    address = iter(range(10**6))
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        data=st.data(),
+        signing=st.sampled_from(["correct"] * 6 + ["flipped", "missing", "stale", "other-secret"]),
+        raw=st.one_of(st.none(), st.binary(max_size=64)),
+    )
+    def send(data, signing, raw):
+        target.refresh()
+        approval_ids = st.sampled_from(
+            [str(target.approval.pk), "nope", str(target.approval.pk)[:8]]
+        )
+        payload = data.draw(payloads(approval_ids))
+        body = raw if raw is not None and data.draw(st.booleans()) else json.dumps(payload).encode()
+        now = int(time.time())
+        timestamp = str(now - 3600 if signing == "stale" else now)
+        signature = sign("another" if signing == "other-secret" else SECRET, timestamp, body)
+        if signing == "flipped":
+            signature = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+        headers = {"HTTP_X_HITL_TIMESTAMP": timestamp}
+        if signing != "missing":
+            headers["HTTP_X_HITL_SIGNATURE"] = signature
+        before = snapshot()
+        n = next(address)
+        # A new client address each time: the webhook's rate limit counts per address, and
+        # this is not a test of the rate limit.
+        response = APIClient().generic(
+            "POST",
+            URL,
+            body,
+            content_type="application/json",
+            REMOTE_ADDR=f"10.{n // 250 % 250}.{n % 250}.1",
+            **headers,
+        )
+        statuses[response.status_code] += 1
+        assert response.status_code < 500, (payload, response.content)
+        if response.status_code >= 400:
+            assert response.json().get("message"), response.content  # says what is wrong
+            assert snapshot() == before, (payload, response.json())
+        if signing != "correct":
+            assert response.status_code == 401, (signing, response.content)
+
+    with override_settings(HITL_WEBHOOK_SECRETS=[SECRET]):
+        send()
+    accepted = sum(n for code, n in statuses.items() if code < 300)
+    figures = {
+        "webhooks": sum(statuses.values()),
+        "accepted": accepted,
+        "refused_with_nothing_changed": sum(statuses.values()) - accepted,
+        "status_codes": {str(code): n for code, n in sorted(statuses.items())},
+        "5xx": sum(n for code, n in statuses.items() if code >= 500),
+        **backend(),
+    }
+    record(f"webhook_http_fuzz_{figures['database']}", "Webhook fuzz over HTTP", figures)
+    # The fuzz reached the actions, not only the signature check.
+    assert accepted >= 1 and statuses[400] >= 1
