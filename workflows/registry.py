@@ -42,11 +42,14 @@ class WorkflowDefinition:
 
 
 def to_json(value: Any, *, what: str) -> Any:
-    """Round-trip through JSON so the first execution sees what every replay will see."""
+    """Round-trip through JSON so the first execution sees what every replay will see.
+
+    Strict JSON: NaN and the infinities (which Python's json writes and reads) are refused
+    here, with a message, rather than by PostgreSQL's jsonb in the middle of a write."""
     from .errors import NotSerializable
 
     try:
-        return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+        return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"The {what} cannot be stored as JSON: {exc}") from exc
 

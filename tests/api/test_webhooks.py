@@ -51,6 +51,16 @@ def test_signed_event_resumes_the_waiting_run():
     assert run.status == RunStatus.COMPLETED and run.result["payload"] == {"paid": 1}
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_store_nothing(constant):
+    # Python's json.loads reads them; stored in PostgreSQL's jsonb they were a 500.
+    body = f'{{"action": "event.notify", "event_id": "x", "data": {{"n": {constant}}}}}'
+    response = send(None, body=body.encode())
+    assert response.status_code == 400
+    assert f"{constant} is not a JSON value" in response.json()["message"]
+    assert not EventMessage.objects.exists() and not WebhookReceipt.objects.exists()
+
+
 def test_a_replayed_webhook_is_refused_and_acts_once():
     body = json.dumps({"action": "event.notify", "event_id": "later"}).encode()
     timestamp = str(int(time.time()))

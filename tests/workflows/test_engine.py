@@ -6,8 +6,17 @@ import pytest
 
 from tests.workflows import flows
 from workflows import cancel, clock, notify, retry, start
-from workflows.errors import InvalidTransition
-from workflows.models import RunEvent, RunStatus, Step, StepStatus, WaitPoint, WaitStatus
+from workflows.errors import InvalidTransition, NotSerializable
+from workflows.models import (
+    EventMessage,
+    RunEvent,
+    RunStatus,
+    Step,
+    StepStatus,
+    WaitPoint,
+    WaitStatus,
+    WorkflowRun,
+)
 from workflows.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +62,21 @@ def test_notify_before_the_wait_is_kept_and_delivered():
     notify("go-2-early")
     run_until_idle()
     assert refresh(run).result["first_event"] == {"early": True}
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_data_that_is_not_strict_json_is_refused_before_anything_is_written(number):
+    # Python's json writes NaN and Infinity; PostgreSQL's jsonb refuses them mid-write (found
+    # by the webhook fuzz as a 500). Refused up front, on every database, with what it was.
+    run = start("event-timeout", {"event_id": "strict"})
+    run_until_idle()
+    with pytest.raises(NotSerializable, match="event data"):
+        notify("strict", {"amount": number})
+    with pytest.raises(NotSerializable, match="workflow input"):
+        start("event-timeout", {"event_id": "strict-2", "extra": [number]})
+    assert refresh(run).status == RunStatus.WAITING
+    assert run.waits.get().status == WaitStatus.OPEN
+    assert not EventMessage.objects.exists() and WorkflowRun.objects.count() == 1
 
 
 def test_notify_after_the_wait_resumes_the_run():

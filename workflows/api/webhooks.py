@@ -12,6 +12,11 @@ from ..errors import InvalidInput
 from .views import ERRORS
 
 
+def _not_json(constant: str) -> None:
+    # Python's json reads NaN and Infinity; JSON (and DRF's strict parser) does not.
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 class InboundWebhookView(APIView):
     """Signed webhooks from outside systems; the signature is the authentication."""
 
@@ -57,7 +62,7 @@ class InboundWebhookView(APIView):
     def post(self, request):
         body = request.body  # the raw bytes that were signed
         try:
-            payload = json.loads(body or b"null")
+            payload = json.loads(body or b"null", parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as exc:
             # Verify first: an unsigned caller learns nothing about our parsing.
             webhooks.verify(
