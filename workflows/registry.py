@@ -44,14 +44,36 @@ class WorkflowDefinition:
 def to_json(value: Any, *, what: str) -> Any:
     """Round-trip through JSON so the first execution sees what every replay will see.
 
-    Strict JSON: NaN and the infinities (which Python's json writes and reads) are refused
-    here, with a message, rather than by PostgreSQL's jsonb in the middle of a write."""
+    Strict JSON: NaN and the infinities (which Python's json writes and reads) and strings
+    with a NUL character are refused here, with a message, rather than by PostgreSQL's jsonb
+    in the middle of a write (and on SQLite too, so both behave alike)."""
     from .errors import NotSerializable
 
     try:
-        return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
+        text = json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"The {what} cannot be stored as JSON: {exc}") from exc
+    stored = json.loads(text)
+    # The escape is cheap to look for; only then walk the value (a literal "\\u0000" also
+    # contains it).
+    if "\\u0000" in text and contains_nul(stored):
+        raise NotSerializable(
+            f"The {what} cannot be stored as JSON: it contains a NUL character (\\u0000), "
+            "which PostgreSQL's jsonb cannot hold."
+        )
+    return stored
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character in any string or key (PostgreSQL stores
+    neither text nor jsonb with one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
 
 
 class Registry:

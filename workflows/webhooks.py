@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from . import clock
 from .errors import InvalidInput, WorkflowError
 from .models import WebhookReceipt
+from .registry import contains_nul
 
 SIGNATURE_HEADER = "X-HITL-Signature"
 TIMESTAMP_HEADER = "X-HITL-Timestamp"
@@ -82,6 +83,9 @@ def receive(*, timestamp: str | None, signature: str | None, body: bytes, payloa
     accepted = verify(timestamp=timestamp, signature=signature, body=body)
     if not isinstance(payload, dict):
         raise InvalidInput("The webhook body must be a JSON object with an 'action'.")
+    if contains_nul(payload):
+        # Its fields become text columns and jsonb, neither of which can hold one.
+        raise InvalidInput("The webhook body contains a NUL character (\\u0000).")
     name = payload.get("action")
     handler = actions.get(name) if isinstance(name, str) else None
     if handler is None:

@@ -61,6 +61,19 @@ def test_nan_and_infinity_are_not_json_and_store_nothing(constant):
     assert not EventMessage.objects.exists() and not WebhookReceipt.objects.exists()
 
 
+def test_a_nul_character_anywhere_in_the_body_is_refused_and_stores_nothing():
+    # Text columns and jsonb cannot hold one: it was a 500 from PostgreSQL.
+    for payload in (
+        {"action": "event.notify", "event_id": "x\x00y"},
+        {"action": "approval.decide", "approval": "nope", "comment": "\x00"},
+        {"action": "event.notify", "event_id": "x", "data": {"k\x00": 1}},
+    ):
+        response = send(payload)
+        assert response.status_code == 400, payload
+        assert "NUL character" in response.json()["message"]
+    assert not EventMessage.objects.exists() and not WebhookReceipt.objects.exists()
+
+
 def test_a_replayed_webhook_is_refused_and_acts_once():
     body = json.dumps({"action": "event.notify", "event_id": "later"}).encode()
     timestamp = str(int(time.time()))
