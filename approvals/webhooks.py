@@ -3,11 +3,24 @@
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from rest_framework import serializers
 
 from workflows.errors import InvalidInput
 
 from . import services
 from .models import Action, ApprovalRequest, Channel
+
+
+class WebhookDecision(serializers.Serializer):
+    """The fields of ``approval.decide``: their types are checked here (a 400 naming the field),
+    what they mean by ``services.approval_decide``, as for every channel."""
+
+    approval = serializers.CharField(max_length=100)
+    decision = serializers.CharField(max_length=50)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    value = serializers.JSONField(required=False)
+    stage = serializers.CharField(required=False, max_length=100)
+    actor = serializers.CharField(required=False, allow_blank=True, max_length=150)
 
 
 def decide(payload: dict, service_user: Any) -> dict:
@@ -18,27 +31,34 @@ def decide(payload: dict, service_user: Any) -> dict:
     the person who clicked in a chat tool); otherwise it acts as the webhook's service user.
     The same rules apply either way: the actor must be allowed to decide.
     """
-    approval_id = services._as_uuid(payload.get("approval"))
+    fields = WebhookDecision(data=payload)
+    if not fields.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(map(str, why))}" for name, why in fields.errors.items()
+        )
+        raise InvalidInput(f"approval.decide: {problems}", errors=fields.errors)
+    data = fields.validated_data
+    approval_id = services._as_uuid(data["approval"])
     approval = ApprovalRequest.objects.filter(pk=approval_id).first() if approval_id else None
     if approval is None:
         raise InvalidInput(
-            f"No approval request {payload.get('approval')!r}.",
+            f"No approval request {data['approval']!r}.",
             errors={"approval": ["Unknown approval request."]},
         )
     actor = service_user
-    if payload.get("actor"):
-        actor = get_user_model().objects.filter(username=payload["actor"], is_active=True).first()
+    if data.get("actor"):
+        actor = get_user_model().objects.filter(username=data["actor"], is_active=True).first()
         if actor is None:
             raise InvalidInput(
-                f"No active user {payload['actor']!r}.", errors={"actor": ["Unknown user."]}
+                f"No active user {data['actor']!r}.", errors={"actor": ["Unknown user."]}
             )
     record = services.approval_decide(
         request=approval,
         actor=actor,
-        action=payload.get("decision") or "",
-        comment=payload.get("comment") or "",
-        value=payload.get("value", services.NOTHING),
-        stage=payload.get("stage"),
+        action=data["decision"],
+        comment=data["comment"],
+        value=data.get("value", services.NOTHING),
+        stage=data.get("stage"),
         channel=Channel.WEBHOOK,
     )
     approval.refresh_from_db()

@@ -229,6 +229,16 @@ def test_signed_webhook_decides_as_the_named_user(team):
         }
     )
     assert refused.status_code == 403  # otto is not an assignee: same rules as every channel
+    # Fields of the wrong type are named in a 400 (a comment of true was a 500: webhook fuzz).
+    for field, wrong in (("comment", True), ("decision", ["approve"]), ("actor", {"u": 1})):
+        typed = send(
+            {"action": "approval.decide", "approval": str(request.pk), "decision": "approve"}
+            | {"actor": "bob", field: wrong}
+        )
+        assert typed.status_code == 400 and typed.json()["message"].startswith(
+            f"approval.decide: {field}:"
+        ), typed.json()
+    assert not DecisionRecord.objects.filter(request=request, channel="webhook").exists()
     response = send(
         {
             "action": "approval.decide",

@@ -37,3 +37,10 @@ class Ledger:
 
     def runs_of(self, key: str) -> list[float]:
         return sorted(started for k, started in self.executions if k == key)
+
+
+def executions_since(moment: float) -> int:
+    """Step executions that began after ``moment`` (``time.time()``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM hitl_rel_ledger WHERE started > %s", [moment])
+        return cursor.fetchone()[0]
