@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from . import clock, fastpath, journal
-from .errors import InvalidInput, RunNotFound, WaitClosed, WaitNotFound
+from .errors import InvalidInput, NotSerializable, RunNotFound, WaitClosed, WaitNotFound
 from .models import (
     EventMessage,
     RunEvent,
@@ -211,7 +211,11 @@ def input_answer(*, request_id: Any, data: Any, answered_by: Any = None) -> Wait
 
     wait = input_request_get(request_id)
     schema = wait.request.get("schema")
-    data = to_json(data, what="input answer")
+    try:
+        data = to_json(data, what="input answer")
+    except NotSerializable as exc:
+        # Bad input like any other (a form's JSON field reads NaN): a 400 with the form.
+        raise InvalidInput(str(exc), errors={"data": [str(exc)]}) from exc
     if schema:
         errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: e.path)
         if errors:

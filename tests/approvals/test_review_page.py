@@ -53,6 +53,12 @@ def review_page_input(ctx, data):
     return {"answer": answer.data, "by": answer.responded_by}
 
 
+@workflow("review-page-raw-input")
+def review_page_raw_input(ctx, data):
+    answer = ctx.input_request("anything", prompt="Any JSON value")
+    return {"answer": answer.data}
+
+
 def request_for(people, **data):
     data.setdefault("requester", people.requester.username)
     run = start("approvals-simple", data)
@@ -344,6 +350,21 @@ def test_a_bad_answer_is_refused_field_by_field_and_the_wait_stays_open(client, 
     assert response.status_code == 400
     body = response.content.decode()
     assert "This field is required." in body and "greater than or equal to 0" in body
+    wait.refresh_from_db()
+    assert wait.status == WaitStatus.OPEN
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": "\\u0000"}'])
+def test_json_that_cannot_be_stored_is_refused_with_the_form(client, people, text):
+    # Django's JSONField reads NaN, Infinity and "\u0000"; PostgreSQL's jsonb holds none.
+    run = start("review-page-raw-input", {}, created_by=people.ann)
+    run_until_idle()
+    wait = run.waits.get(kind=WaitKind.INPUT)
+    client.force_login(people.ann)
+    prefix = f"input-{wait.pk.hex[:8]}"
+    response = client.post(answer_url(run, wait), {f"{prefix}-value": text})
+    assert response.status_code == 400
+    assert "cannot be stored as JSON" in response.content.decode()
     wait.refresh_from_db()
     assert wait.status == WaitStatus.OPEN
 
