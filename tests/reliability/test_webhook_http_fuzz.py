@@ -11,30 +11,18 @@ Figures (status codes seen) are printed with ``-s`` and written to var/reliabili
 import json
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import override_settings
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from approvals.models import (
-    ApprovalAccess,
-    ApprovalRequest,
-    ApprovalStage,
-    ApprovalStatus,
-    DecisionRecord,
-)
-from tests.approvals.conftest import make_user
-from workflows import start
-from workflows.models import EventMessage, RunEvent, WaitPoint, WebhookReceipt, WorkflowRun
-from workflows.testing import run_until_idle
 from workflows.webhooks import sign
 
 from .conftest import LARGE
 from .figures import backend, record
+from .fuzzing import Target, figures, json_values, maybe, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -44,15 +32,6 @@ EXAMPLES = 1000 if LARGE else 150
 DECISIONS = ["approve", "reject", "edit", "comment", "cancel", "claim", "unclaim", "delegate"]
 DECISIONS += ["reassign", "escalate", "", "APPROVE"]
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
 # Stand-ins for the pending approval's id (and its first characters): the request changes as
 # webhooks decide it, so the id is put in when the body is sent.
 PENDING, PENDING_PREFIX = "<pending>", "<pending-prefix>"
@@ -60,7 +39,6 @@ PENDING, PENDING_PREFIX = "<pending>", "<pending-prefix>"
 
 def payloads() -> st.SearchStrategy:
     """Bodies shaped like the two actions, every field sometimes wrong, plus any JSON at all."""
-    maybe = lambda strategy: st.one_of(strategy, json_values)  # noqa: E731
     approval_ids = st.sampled_from([PENDING, PENDING, "nope", PENDING_PREFIX])
     decide = st.fixed_dictionaries(
         {"action": st.just("approval.decide")},
@@ -87,60 +65,8 @@ def payloads() -> st.SearchStrategy:
     return st.one_of(decide, notify, other, json_values)
 
 
-def snapshot() -> dict[str, Any]:
-    """Everything a webhook could change (the test's tables are small)."""
-    return {
-        "receipts": WebhookReceipt.objects.count(),
-        "decisions": DecisionRecord.objects.count(),
-        "requests": list(
-            ApprovalRequest.objects.order_by("pk").values_list("pk", "status", "value")
-        ),
-        "stages": list(
-            ApprovalStage.objects.order_by("pk").values_list(
-                "pk", "status", "claimed_by", "escalation_count"
-            )
-        ),
-        "stage_users": ApprovalStage.users.through.objects.count(),
-        "access": ApprovalAccess.objects.count(),
-        "events": EventMessage.objects.count(),
-        "waits": list(WaitPoint.objects.order_by("pk").values_list("pk", "status")),
-        "run_events": RunEvent.objects.count(),
-        "runs": list(WorkflowRun.objects.order_by("pk").values_list("pk", "status")),
-        "users": User.objects.count(),
-    }
-
-
-class Target:
-    """A pending approval (one stage for the reviewers group) and a run waiting for an event;
-    replaced whenever an accepted webhook settles them, so every example has something to hit."""
-
-    def __init__(self) -> None:
-        self.approval: ApprovalRequest | None = None
-        self.refresh()
-
-    def refresh(self) -> None:
-        if (
-            self.approval is None
-            or not ApprovalRequest.objects.filter(
-                pk=self.approval.pk, status=ApprovalStatus.PENDING
-            ).exists()
-        ):
-            start("approvals-simple", {"editable": True, "title": "Fuzzed"})
-        if not WaitPoint.objects.filter(event_id="fuzz-event", status="open").exists():
-            start("event-timeout", {"event_id": "fuzz-event"})
-        run_until_idle()
-        self.approval = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).latest(
-            "created_at"
-        )
-
-
 @pytest.fixture
 def target(db):
-    make_user("ann", "reviewers")
-    make_user("otto")
-    import tests.approvals.flows
-    import tests.workflows.flows  # noqa: F401  (registers event-timeout)
-
     return Target()
 
 
@@ -208,15 +134,7 @@ def test_fuzzed_webhooks_never_fail_with_5xx_and_refused_ones_change_nothing(tar
 
     with override_settings(HITL_WEBHOOK_SECRETS=[SECRET]):
         send()
-    accepted = sum(n for code, n in statuses.items() if code < 300)
-    figures = {
-        "webhooks": sum(statuses.values()),
-        "accepted": accepted,
-        "refused_with_nothing_changed": sum(statuses.values()) - accepted,
-        "status_codes": {str(code): n for code, n in sorted(statuses.items())},
-        "5xx": sum(n for code, n in statuses.items() if code >= 500),
-        **backend(),
-    }
-    record(f"webhook_http_fuzz_{figures['database']}", "Webhook fuzz over HTTP", figures)
+    found = figures(statuses, **backend())
+    record(f"webhook_http_fuzz_{found['database']}", "Webhook fuzz over HTTP", found)
     # The fuzz reached the actions, not only the signature check (the examples guarantee it).
-    assert accepted >= 2 and statuses[400] >= 1
+    assert found["accepted"] >= 2 and statuses[400] >= 1
