@@ -15,12 +15,15 @@ class WebhookDecision(serializers.Serializer):
     """The fields of ``approval.decide``: their types are checked here (a 400 naming the field),
     what they mean by ``services.approval_decide``, as for every channel."""
 
+    # null where a field is optional means "not given", as it did before these checks.
     approval = serializers.CharField(max_length=100)
     decision = serializers.CharField(max_length=50)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    comment = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=5000
+    )
     value = serializers.JSONField(required=False)
-    stage = serializers.CharField(required=False, max_length=100)
-    actor = serializers.CharField(required=False, allow_blank=True, max_length=150)
+    stage = serializers.CharField(required=False, allow_null=True, max_length=100)
+    actor = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=150)
 
 
 def decide(payload: dict, service_user: Any) -> dict:
@@ -56,7 +59,7 @@ def decide(payload: dict, service_user: Any) -> dict:
         request=approval,
         actor=actor,
         action=data["decision"],
-        comment=data["comment"],
+        comment=data.get("comment") or "",
         value=data.get("value", services.NOTHING),
         stage=data.get("stage"),
         channel=Channel.WEBHOOK,

@@ -245,6 +245,8 @@ def test_signed_webhook_decides_as_the_named_user(team):
             "approval": str(request.pk),
             "decision": "approve",
             "actor": "bob",
+            "comment": None,  # optional fields may be null: not given
+            "stage": None,
         }
     )
     assert response.status_code == 200, response.json()
