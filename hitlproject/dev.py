@@ -28,10 +28,12 @@ def main(argv: list[str]) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     ensure_venv()
-    if Path(sys.prefix).resolve() != VENV.resolve():
-        # Continue inside the virtualenv, where Django and friends are installed.
-        return subprocess.call([str(PYTHON), "-m", "hitlproject.dev", command, *rest], cwd=ROOT)
     os.chdir(ROOT)
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        # Continue inside the virtualenv, where Django and friends are installed: the same
+        # process, so a signal meant for this command (Ctrl-C, a process manager's SIGTERM)
+        # reaches the code that stops the web server and the workers.
+        os.execv(str(PYTHON), [str(PYTHON), "-m", "hitlproject.dev", command, *rest])
     return {"up": up, "test": test, "setup": lambda _: 0}[command](rest)
 
 
@@ -55,6 +57,9 @@ def manage(*args: str, **kwargs) -> int:
 
 
 def up(args: list[str]) -> int:
+    # systemd, a container runtime or `timeout` stop with SIGTERM: stop both processes as
+    # Ctrl-C does, instead of leaving the worker cluster running without its parent.
+    signal.signal(signal.SIGTERM, _interrupt)
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
@@ -79,6 +84,10 @@ def up(args: list[str]) -> int:
     print(f"  Log in as {username} / {password}")
     print("  Press Ctrl-C to stop the web server and the worker cluster.\n", flush=True)
     return supervise(procs)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def supervise(procs: dict[str, subprocess.Popen]) -> int:
