@@ -8,7 +8,7 @@ migration creates; it is a trusted extension (PostgreSQL 13+), so a database own
 superuser may create it. Where it cannot be created, the migration says so and leaves search
 to scan, as before. Built CONCURRENTLY, so a deployment keeps deciding while they build."""
 
-from django.db import migrations
+from django.db import DatabaseError, migrations
 
 # (name, indexed expression): the expressions Django's icontains compares on PostgreSQL.
 INDEXES = [
@@ -24,7 +24,7 @@ def create(apps, schema_editor) -> None:
     with schema_editor.connection.cursor() as cursor:
         try:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        except Exception as exc:  # noqa: BLE001  (any refusal: permissions, not installed)
+        except DatabaseError as exc:  # no privilege, or the extension is not installed
             print(
                 f"\n  approvals 0007: pg_trgm could not be created ({exc}); the admin's search"
                 " scans the requests. CREATE EXTENSION pg_trgm as a superuser, then run"

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.processes import wait_until
 from tests.realtime.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.multiprocess
@@ -45,37 +45,35 @@ def test_sigterm_stops_the_web_server_and_the_workers(tmp_path):
         "HOST": "127.0.0.1",
         "PORT": str(port),
     }
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115  (closed below)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "hitlproject.dev", "up"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, 120, up)
-        # daphne and qcluster, and the cluster's own processes (sentinel, workers, ...).
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            started = children(up.pid)
-            cluster = [pid for child in started for pid in children(child)]
-            if len(started) == 2 and cluster:
-                break
-            time.sleep(0.2)
-        assert len(started) == 2 and cluster, (started, cluster)
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "hitlproject.dev", "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(port, 120, up)
 
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(timeout=30) == 0
-        deadline = time.monotonic() + 20
-        while any(alive(pid) for pid in started + cluster) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert [pid for pid in started + cluster if alive(pid)] == []
-    finally:
-        # The whole session, orphans included: a failing run must not leave servers behind.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(up.pid, signal.SIGKILL)
-        up.wait(timeout=10)
-        log.close()
+            def running() -> list[int] | None:
+                # daphne and qcluster, and the cluster's own processes (sentinel, workers...).
+                started = children(up.pid)
+                cluster = [pid for child in started for pid in children(child)]
+                return started + cluster if len(started) == 2 and cluster else None
+
+            processes = wait_until(running, timeout=60, what="daphne, qcluster and its workers")
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(timeout=30) == 0
+            wait_until(
+                lambda: not any(alive(pid) for pid in processes),
+                timeout=20,
+                what="every process of 'dev up' to stop",
+            )
+        finally:
+            # The whole session, orphans included: a failing run must not leave servers behind.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(up.pid, signal.SIGKILL)
+            up.wait(timeout=10)
     assert "HITL is running at" in (tmp_path / "up.log").read_text()

@@ -5,8 +5,12 @@ from collections import Counter
 from typing import Any
 
 from django.contrib.auth.models import User
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+# Imported to register the workflows the targets start (approvals-simple; event-timeout, ask).
+import tests.approvals.flows
+import tests.workflows.flows  # noqa: F401
 from approvals.models import (
     ApprovalAccess,
     ApprovalRequest,
@@ -78,9 +82,6 @@ class Target:
     def __init__(self) -> None:
         make_user("ann", "reviewers")
         make_user("otto")
-        import tests.approvals.flows
-        import tests.workflows.flows  # noqa: F401  (registers event-timeout and ask)
-
         self.refresh()
 
     def refresh(self) -> None:
@@ -99,7 +100,24 @@ class Target:
         self.event_run = events.latest("created_at").run
 
 
-def figures(statuses: Counter, **extra: Any) -> dict[str, Any]:
+def fuzz_settings(examples: int) -> settings:
+    """One database for every example (a test's fixtures run once), no time limit per request."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def check_answer(response: Any, before: dict[str, Any], context: Any) -> None:
+    """Never a 5xx; a refusal says what is wrong and leaves the database as it was."""
+    assert response.status_code < 500, (context, response.content)
+    if response.status_code >= 400:
+        assert response.json().get("message"), (context, response.content)
+        assert snapshot() == before, (context, response.json())
+
+
+def status_figures(statuses: Counter, **extra: Any) -> dict[str, Any]:
     accepted = sum(n for code, n in statuses.items() if code < 300)
     return {
         "requests": sum(statuses.values()),

@@ -10,7 +10,7 @@ import time
 import pytest
 from django.db import connection
 
-import tests.reliability.flows  # noqa: F401
+import tests.reliability.flows  # noqa: F401  (registers slow-step in this process)
 from tests.conftest import requires_postgres
 from tests.e2e.processes import Cluster, child_env, wait_until
 from workflows import start
