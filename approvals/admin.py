@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -46,6 +46,7 @@ from .review import context, decisions
 from .review import selectors as review_selectors
 from .review.forms import BulkRejectForm
 from .selectors import (
+    QUEUE_ORDER,
     approval_progress,
     approval_queue_for,
     approvals_visible_to,
@@ -264,7 +265,7 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if _lists_all(request):
             return ["-created_at"]
         # Waiting for me: the most urgent first, as approval_queue_for orders it.
-        return ["-is_overdue", F("current_stage__deadline").asc(nulls_last=True), "created_at"]
+        return list(QUEUE_ORDER)
 
     # --- columns --------------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
             '<span title="{}">{}</span>', obj.created_at.isoformat(), timesince(obj.created_at)
         )
 
-    @admin.display(description="deadline", ordering="current_stage__deadline")
+    @admin.display(description="deadline", ordering="due_at")
     def deadline(self, obj: ApprovalRequest) -> str:
         stage = obj.current_stage
         if stage is None or not obj.is_open or stage.deadline is None:

@@ -71,6 +71,12 @@ class ApprovalRequest(models.Model):
     current_stage = models.ForeignKey(
         "ApprovalStage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The open stage's deadline while the request is pending (null once closed), kept with the
+    # queue entries by ``approvals.queue``: queues sort and filter on it without joining
+    # 100,000 open stages (bench/README, queue pages). The stage's own deadline stays the truth;
+    # readers of due_at also ask for pending requests, which a worker of the version before
+    # it (during a rollout) closes without clearing it.
+    due_at = models.DateTimeField(null=True, blank=True, editable=False)
     reason = models.TextField(blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -100,13 +106,13 @@ class ApprovalRequest(models.Model):
             # "All I may see", newest first: a page walks this index and checks each request's
             # access rows, instead of sorting every visible request (bench/README).
             models.Index(fields=["created_at"], name="approval_created_idx"),
-            # The queues read only pending requests, with exactly these columns: from this
-            # index alone (an index-only scan on PostgreSQL), however many decided requests
-            # the table holds (bench/README, queue pages with a past).
+            # The queues read only pending requests, with exactly these columns and in this
+            # order: from this index alone (an index-only scan on PostgreSQL), however many
+            # decided requests the table holds (bench/README, queue pages with a past).
             models.Index(
-                fields=["current_stage", "requester", "created_at", "id"],
+                fields=["due_at", "created_at", "id", "requester"],
                 condition=Q(status="pending"),
-                name="approval_pending_idx",
+                name="approval_queue_idx",
             ),
         ]
 
@@ -228,6 +234,57 @@ class ApprovalAccess(models.Model):
     def __str__(self) -> str:
         who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
         return f"{who} on {self.request_id}"
+
+
+class QueueEntry(models.Model):
+    """One way a pending request waits for someone: its open stage names a user or a group,
+    or a user has claimed it. Queues ("waiting for me") read these rows' indexes instead of
+    weighing every open stage's assignments against a reviewer's groups (bench/README, queue
+    pages). Derived from the request, its open stage and that stage's assignees, and kept by
+    ``approvals.queue`` only, in the transactions that change them; a closed request has none.
+    """
+
+    request = models.ForeignKey(
+        ApprovalRequest, on_delete=models.CASCADE, related_name="queue_entries"
+    )
+    # Indexed by the unique constraints below, which begin with them.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # The user's claim on the stage, rather than their name on it (they may have both).
+    claimed = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "queue entry"
+        verbose_name_plural = "queue entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True)
+                | Q(user__isnull=True, group__isnull=False, claimed=False),
+                name="queue_one_principal",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "claimed", "request"],
+                condition=Q(user__isnull=False),
+                name="queue_user_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "request"],
+                condition=Q(group__isnull=False),
+                name="queue_group_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
+        return f"{self.request_id} waits for {who}{' (claimed)' if self.claimed else ''}"
 
 
 class Action(models.TextChoices):

@@ -8,6 +8,7 @@ from django.db.models import (
     BooleanField,
     Case,
     Exists,
+    F,
     OuterRef,
     Prefetch,
     Q,
@@ -27,6 +28,7 @@ from .models import (
     ApprovalStage,
     ApprovalStatus,
     DecisionRecord,
+    QueueEntry,
     StageStatus,
 )
 
@@ -73,52 +75,51 @@ def waiting_for_q(user: Any, scope: str = "all") -> Q:
     """
     if scope not in ("all", "assigned", "groups", "claimed"):
         raise ValueError(f"scope must be one of {', '.join(QUEUE_SCOPES)}")
-    # Each way of being assigned is its own IN over one through table, which PostgreSQL runs
-    # once as a hashed subplan; an OR across the many-to-many joins instead made it
-    # materialise every candidate (measured at 100,000 pending: see bench/README.md).
-    stage_users = ApprovalStage.users.through.objects
-    stage_groups = ApprovalStage.groups.through.objects
-    # Only open stages' assignments: decided stages keep theirs, and with a past of 200,000
-    # decided requests the subquery outgrew work_mem, lost its hash and was rescanned for every
-    # row (bench/README, queue pages with a past).
-    open_stage = {"approvalstage__status": StageStatus.OPEN}
-    mine = {
-        "assigned": Q(
-            current_stage__in=stage_users.filter(user=user, **open_stage).values("approvalstage_id")
-        ),
-        "groups": Q(
-            current_stage__in=stage_groups.filter(group__in=user.groups.all(), **open_stage).values(
-                "approvalstage_id"
-            )
-        ),
-        "claimed": Q(current_stage__claimed_by=user),
-    }
-    where = mine[scope] if scope in mine else mine["assigned"] | mine["groups"] | mine["claimed"]
-    # NOT IN over the user's own few approvals: a filter applied while scanning, so a sort sits
-    # right under the page's LIMIT (a bounded top-N sort). As NOT EXISTS it was planned above
-    # the sort, which then sorted every matching row on disk.
+    # Read from the queue entries (``approvals.queue``): only open stages have them, so a
+    # reviewer's queue costs what its own requests cost, however many stages were decided
+    # before (bench/README, queue pages). Groups are matched when read: joining a group puts
+    # its requests in the queue at once.
+    if scope in ("assigned", "claimed"):
+        where = Q(user=user, claimed=scope == "claimed")
+    else:
+        groups = Q(group__in=group_ids(user))
+        where = groups if scope == "groups" else Q(user=user) | groups
+    # One IN, with the ways inside it: PostgreSQL joins it (hash or nested loop, by cost)
+    # and its time grows with the queue. An OR of one IN per way made each IN a subplan,
+    # hashed only while its rows fit in work_mem; past that (a queue of about 150,000 at the
+    # default 4 MB) every request re-read the subplan's rows (bench/README, queue pages).
+    mine = QueueEntry.objects.filter(where).values("request_id")
+    # NOT EXISTS (an anti-join) rather than NOT IN: a NOT IN subplan is hashed only while
+    # the user's approvals fit in work_mem, and a long-serving approver's do not.
     approved_before = DecisionRecord.objects.filter(
-        actor=user, action__in=APPROVING_ACTIONS
-    ).values("request_id")
+        request=OuterRef("pk"), actor=user, action__in=APPROVING_ACTIONS
+    )
     return (
-        where
-        & Q(status=ApprovalStatus.PENDING, current_stage__status=StageStatus.OPEN)
+        Q(pk__in=mine)
+        & Q(status=ApprovalStatus.PENDING)
         & ~Q(requester=user)
-        & ~Q(pk__in=approved_before)
+        & ~Q(Exists(approved_before))
     )
 
 
 def overdue_q(now: datetime | None = None) -> Q:
-    """Requests whose open stage's deadline has passed: the one definition of "overdue"."""
-    return Q(current_stage__status=StageStatus.OPEN, current_stage__deadline__lt=now or clock.now())
+    """Requests whose open stage's deadline has passed: the one definition of "overdue".
+    (``due_at`` is that deadline while the request is pending.)"""
+    return Q(status=ApprovalStatus.PENDING, due_at__lt=now or clock.now())
 
 
 def is_overdue(now: datetime | None = None) -> Case:
-    """``overdue_q`` as a boolean annotation, to sort the most urgent first. Filter with
-    ``overdue_q`` itself: PostgreSQL can start from the stage's deadline index for it."""
+    """``overdue_q`` as a boolean annotation, for a row to show. Filter with ``overdue_q``
+    itself, which PostgreSQL can answer from the queue index."""
     return Case(
         When(overdue_q(now), then=Value(True)), default=Value(False), output_field=BooleanField()
     )
+
+
+# The most urgent first: overdue means a deadline before now, so the earliest deadline first
+# is "overdue first, then by deadline", and the queue index (due_at, created_at, id) is in
+# this order. Requests without a deadline come last, on every database.
+QUEUE_ORDER = (F("due_at").asc(nulls_last=True), "created_at", "pk")
 
 
 def approval_queue_for(
@@ -139,7 +140,7 @@ def approval_queue_for(
     )
     if scope == "overdue":
         queue = queue.filter(overdue_q(now))
-    return queue.order_by("-is_overdue", "current_stage__deadline", "created_at")
+    return queue.order_by(*QUEUE_ORDER)
 
 
 def queue_rows(
@@ -148,30 +149,30 @@ def queue_rows(
     """What a queue row carries (``approval_queue_for``): the open stage, ``is_overdue`` and
     ``claimed_by_me``; run and requester in two small queries for the rows read. Separate from
     the queue's filter so a page's rows can be read by key without evaluating it again."""
+    claimed = QueueEntry.objects.filter(request=OuterRef("pk"), user=user, claimed=True)
     return (
-        # The page's rows are chosen from requests and their open stage alone; runs and
-        # requesters are fetched for those rows only, so PostgreSQL does not join 100,000
-        # runs to sort them and keep 50.
+        # The page's rows are chosen from requests alone; runs and requesters are fetched for
+        # those rows only, so PostgreSQL does not join 100,000 runs to sort them and keep 50.
         queryset.select_related("current_stage")
         .prefetch_related("run", "requester")
         .defer("schema", "value", "description")
-        .annotate(
-            is_overdue=is_overdue(now or clock.now()),
-            claimed_by_me=Case(
-                When(current_stage__claimed_by=user, then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            ),
-        )
+        .annotate(is_overdue=is_overdue(now or clock.now()), claimed_by_me=Exists(claimed))
     )
+
+
+def group_ids(user: Any) -> list[Any]:
+    """The user's groups, read now. Queues and visibility filter their rows by these values
+    rather than by a subquery: PostgreSQL then estimates each group's share of the rows from
+    its statistics, and plans a reviewer of three requests and one of 300,000 each their own
+    way (a deep page walks the creation index instead of sorting every visible request)."""
+    return list(user.groups.through.objects.filter(user=user).values_list("group_id", flat=True))
 
 
 def involved_with(user: Any) -> QuerySet[ApprovalAccess]:
     """Access rows naming ``user`` or one of their groups (``approvals.access``): the requests
     they are assigned to, acted on or requested, and those of runs they started. Group rows are
     matched against the user's groups when read, so joining a group shows its requests."""
-    groups = user.groups.through.objects.filter(user=user).values("group_id")
-    return ApprovalAccess.objects.filter(Q(user=user) | Q(group__in=groups))
+    return ApprovalAccess.objects.filter(Q(user=user) | Q(group__in=group_ids(user)))
 
 
 def approval_runs_q(user: Any) -> Q:

@@ -25,7 +25,7 @@ from workflows.models import WaitPoint, WaitStatus, WorkflowRun
 from workflows.outbox import record_event
 from workflows.registry import to_json
 
-from . import access, links, notifications
+from . import access, links, notifications, queue
 from .errors import (
     ApprovalConflict,
     ApprovalError,
@@ -387,7 +387,8 @@ def _decide(request, stage, actor, action, comment, value, channel, now) -> Deci
         value=request.value if action == Action.EDIT else None,
         original_value=original if action == Action.EDIT else None,
     )
-    if stage.claimed_by_id == actor.pk:  # their part is done; the claim would only block others
+    released = stage.claimed_by_id == actor.pk
+    if released:  # their part is done; the claim would only block others
         stage.claimed_by, stage.claimed_at = None, None
         stage.save(update_fields=["claimed_by", "claimed_at"])
     approvals = (
@@ -398,8 +399,10 @@ def _decide(request, stage, actor, action, comment, value, channel, now) -> Deci
     )
     if approvals >= stage.required:
         _close_stage(stage, StageStatus.APPROVED, now)
-        _stage_passed(request, stage, actor, now)
+        _stage_passed(request, stage, actor, now)  # the next stage's queue, or none
     else:
+        if released:
+            queue.rebuild([request.pk])
         _event(request, "decided", stage=stage, by=actor, action=action)
     return record
 
@@ -413,6 +416,7 @@ def _claim(request, stage, actor, comment, channel, now) -> DecisionRecord:
         )
     stage.claimed_by, stage.claimed_at = actor, now
     stage.save(update_fields=["claimed_by", "claimed_at"])
+    queue.rebuild([request.pk])
     record = _audit(request, stage, actor, Action.CLAIM, channel, now=now, comment=comment)
     _event(request, "claimed", stage=stage, by=actor)
     return record
@@ -429,6 +433,7 @@ def _unclaim(request, stage, actor, comment, channel, now) -> DecisionRecord:
     previous = _name(stage.claimed_by)
     stage.claimed_by, stage.claimed_at = None, None
     stage.save(update_fields=["claimed_by", "claimed_at"])
+    queue.rebuild([request.pk])
     record = _audit(
         request,
         stage,
@@ -474,6 +479,7 @@ def _reassign(request, stage, actor, action, comment, channel, now, users, group
         data={"from": previous, "to": _assignees(stage)},
     )
     access.rebuild([request.pk])  # the previous assignees no longer see it (unless involved)
+    queue.rebuild([request.pk])
     _event(request, "reassigned", stage=stage, by=actor, to=_assignees(stage))
     notifications.notify("approval_needed", request, stage=stage)
     return record
@@ -638,6 +644,7 @@ def _open_stage(request, stage, now, *, event: bool = True) -> None:
     request.current_stage = stage
     request.updated_at = now
     request.save(update_fields=["current_stage", "updated_at"])
+    queue.rebuild([request.pk])
     _sync_wait_deadline(request, stage)
     if event:
         _event(request, "stage_opened", stage=stage)
@@ -693,6 +700,7 @@ def _escalate(request, stage, now) -> None:
         data={"from": previous, "to": _assignees(stage), "deadline": stage.deadline},
     )
     access.rebuild([request.pk])
+    queue.rebuild([request.pk])
     _event(request, "escalated", stage=stage, to=stage.escalate_to.name, deadline=stage.deadline)
     notifications.notify("approval_escalated", request, stage=stage)
 
@@ -724,7 +732,11 @@ def _stage_passed(request, stage, actor, now) -> None:
 def _finish(request, status, actor, reason, now, *, resolve_wait: bool = True) -> None:
     request.status, request.decided_at, request.updated_at = status, now, now
     request.decided_by, request.reason = actor, reason or ""
-    request.save(update_fields=["status", "decided_at", "updated_at", "decided_by", "reason"])
+    request.due_at = None  # in the same write: a closed request is due no more
+    request.save(
+        update_fields=["status", "decided_at", "updated_at", "decided_by", "reason", "due_at"]
+    )
+    queue.rebuild([request.pk])  # it waits for no one any more
     # Every write of the decision is done. The wait's resolution, the run event and the
     # notification below all describe this final state: read the stages and decisions once.
     getattr(request, "_prefetched_objects_cache", {}).clear()

@@ -38,7 +38,7 @@ from django.db.models import OuterRef, Subquery  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
-from approvals import access  # noqa: E402
+from approvals import access, queue  # noqa: E402
 from approvals.models import (  # noqa: E402
     Action,
     ApprovalRequest,
@@ -130,6 +130,7 @@ def create_requests(
             for request in requests
         )
         access.rebuild(r.pk for r in requests)  # who may see them, as the services record it
+        queue.rebuild(r.pk for r in requests)  # whom they wait for, and until when
         print(f"  {start + size:>7} {what} approvals", end="\r", flush=True)
     print(f"\n  created in {time.perf_counter() - started:.0f} s")
 
@@ -255,8 +256,15 @@ def main() -> None:
         # kept (--keepdb) for more than an hour would have every request overdue.
         now = clock.now()
         stages = ApprovalStage.objects.filter(status=StageStatus.OPEN)
-        stages.filter(name="finance").update(deadline=now - timedelta(hours=1))
-        stages.filter(name="review").update(deadline=now + timedelta(hours=1))
+        for name, deadline in (
+            ("finance", now - timedelta(hours=1)),
+            ("review", now + timedelta(hours=1)),
+        ):
+            stages.filter(name=name).update(deadline=deadline)
+            # What approvals.queue keeps beside the stage (one UPDATE rather than a rebuild).
+            ApprovalRequest.objects.filter(
+                status=ApprovalStatus.PENDING, current_stage__name=name
+            ).update(due_at=deadline)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")

@@ -4,12 +4,19 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from workflows import permissions
 from workflows.models import RunEvent, RunStatus, WaitKind, WaitPoint, WaitStatus, WorkflowRun
 
-from ..models import APPROVING_ACTIONS, ApprovalRequest, ApprovalStage, ApprovalStatus
+from ..models import (
+    APPROVING_ACTIONS,
+    ApprovalRequest,
+    ApprovalStage,
+    ApprovalStatus,
+    QueueEntry,
+)
 from ..selectors import (
     approval_queue_for,
     approvals_visible_to,
@@ -199,11 +206,8 @@ def assignee_choices() -> list[tuple[str, str]]:
 
 
 def assigned_to(queryset: QuerySet[ApprovalRequest], user_id: Any) -> QuerySet[ApprovalRequest]:
-    """Requests whose open stage names the user or one of their groups, or is claimed by them."""
-    matching = ApprovalRequest.objects.filter(
-        Q(current_stage__users=user_id)
-        | Q(current_stage__groups__user=user_id)
-        | Q(current_stage__claimed_by=user_id),
-        status=ApprovalStatus.PENDING,
-    ).values("pk")
-    return queryset.filter(pk__in=matching)
+    """Requests whose open stage names the user or one of their groups, or is claimed by them
+    (their queue entries, ``approvals.queue``)."""
+    groups = get_user_model().groups.through.objects.filter(user=user_id).values("group_id")
+    matching = QueueEntry.objects.filter(Q(user=user_id) | Q(group__in=groups))
+    return queryset.filter(pk__in=matching.values("request_id"), status=ApprovalStatus.PENDING)

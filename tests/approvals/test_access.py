@@ -165,5 +165,7 @@ def test_the_rebuild_command_restores_rows_written_without_them(people):
     call_command("hitl_rebuild_access", stdout=out)
 
     assert "Expense of 2000" in visible(people.ann)
-    assert out.getvalue().strip() == "Rebuilt the access rows of 2 approval requests."
+    assert out.getvalue().strip() == (
+        "Rebuilt the access rows and queue entries of 2 approval requests."
+    )
     assert_same_as_the_joins()

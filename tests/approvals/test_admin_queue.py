@@ -12,7 +12,7 @@ from django.db.models import OuterRef, Subquery
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from approvals import access
+from approvals import access, queue
 from approvals.models import (
     Action,
     ApprovalRequest,
@@ -81,6 +81,7 @@ def board(people):
     ApprovalStage.objects.filter(pk=late.current_stage_id).update(
         deadline=clock.now() - timedelta(hours=2)
     )
+    queue.rebuild([late.pk])  # the request's due_at follows, as the services would keep it
     finance = request_for(people, title="Finance budget", groups=["finance"])
     done = request_for(people, title="Done already")
     from approvals.services import approval_decide
@@ -426,6 +427,7 @@ def bulk_requests(count, *, group, requester, title="Bulk"):
         for request in requests
     )
     access.rebuild(r.pk for r in requests)  # who may see them, as the services would record
+    queue.rebuild(r.pk for r in requests)  # whom they wait for, and until when
 
 
 def count_queries(client, params):
