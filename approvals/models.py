@@ -186,7 +186,30 @@ class ApprovalStage(models.Model):
         return self.status == StageStatus.OPEN
 
 
-class ApprovalAccess(models.Model):
+class UserOrGroupRow(models.Model):
+    """A row naming one user or one group (never both: each subclass's check constraint)."""
+
+    # Indexed by each subclass's unique constraints, which begin with them.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def principal(self) -> str:
+        return f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
+
+
+class ApprovalAccess(UserOrGroupRow):
     """One user or group involved with a request: named on one of its stages (now), acted on it,
     requested it, or started its run. Readers ask this table who may see a request
     (``approvals.selectors``) instead of joining every request's stages, assignments and
@@ -198,17 +221,6 @@ class ApprovalAccess(models.Model):
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="+")
     # The request's run, for the runs lists' visibility (one index probe per listed run).
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="+")
-    # Indexed by the unique constraints below, which begin with them.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-    )
-    group = models.ForeignKey(
-        "auth.Group", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
 
     class Meta:
         verbose_name = "approval access"
@@ -232,11 +244,10 @@ class ApprovalAccess(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
-        return f"{who} on {self.request_id}"
+        return f"{self.principal} on {self.request_id}"
 
 
-class QueueEntry(models.Model):
+class QueueEntry(UserOrGroupRow):
     """One way a pending request waits for someone: its open stage names a user or a group,
     or a user has claimed it. Queues ("waiting for me") read these rows' indexes instead of
     weighing every open stage's assignments against a reviewer's groups (bench/README, queue
@@ -246,17 +257,6 @@ class QueueEntry(models.Model):
 
     request = models.ForeignKey(
         ApprovalRequest, on_delete=models.CASCADE, related_name="queue_entries"
-    )
-    # Indexed by the unique constraints below, which begin with them.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-    )
-    group = models.ForeignKey(
-        "auth.Group", null=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     # The user's claim on the stage, rather than their name on it (they may have both).
     claimed = models.BooleanField(default=False)
@@ -283,8 +283,8 @@ class QueueEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
-        return f"{self.request_id} waits for {who}{' (claimed)' if self.claimed else ''}"
+        claimed = " (claimed)" if self.claimed else ""
+        return f"{self.request_id} waits for {self.principal}{claimed}"
 
 
 class Action(models.TextChoices):
