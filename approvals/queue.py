@@ -29,15 +29,7 @@ def _rebuild(ids: list[Any]) -> None:
     waiting: dict[Any, Any] = {}  # open stage -> its request
     entries: list[QueueEntry] = []
     due: dict[Any, Any] = {}  # request -> the due_at it must have, where it has another one
-    for (
-        pk,
-        status,
-        due_at,
-        stage_id,
-        stage_status,
-        deadline,
-        claimer,
-    ) in ApprovalRequest.objects.filter(pk__in=ids).values_list(
+    rows = ApprovalRequest.objects.filter(pk__in=ids).values_list(
         "pk",
         "status",
         "due_at",
@@ -45,7 +37,8 @@ def _rebuild(ids: list[Any]) -> None:
         "current_stage__status",
         "current_stage__deadline",
         "current_stage__claimed_by_id",
-    ):
+    )
+    for pk, status, due_at, stage_id, stage_status, deadline, claimer in rows:
         is_waiting = status == ApprovalStatus.PENDING and stage_status == StageStatus.OPEN
         if is_waiting:
             waiting[stage_id] = pk
