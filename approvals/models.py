@@ -168,8 +168,9 @@ class ApprovalStage(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "deadline"], name="stage_due_idx"),
-            # Open stages by id with what a queue row sorts and filters on, for the same reason
-            # as approval_pending_idx: a queue must not read the stages of its past.
+            # Open stages by id, for lists that join a request's open stage (the admin's stage
+            # and overdue filters) without reading the stages of the past. The queues no
+            # longer join stages at all (``due_at``, queue entries).
             models.Index(
                 fields=["id", "deadline", "claimed_by"],
                 condition=Q(status="open"),
