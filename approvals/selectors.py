@@ -86,8 +86,8 @@ def waiting_for_q(user: Any, scope: str = "all") -> Q:
         where = groups if scope == "groups" else Q(user=user) | groups
     # One IN, with the ways inside it: PostgreSQL joins it (hash or nested loop, by cost)
     # and its time grows with the queue. An OR of one IN per way made each IN a subplan,
-    # hashed only while its rows fit in work_mem; past that (a queue of about 150,000 at the
-    # default 4 MB) every request re-read the subplan's rows (bench/README, queue pages).
+    # hashed only while its rows fit in work_mem; past that every request re-read the
+    # subplan's rows (a queue of 400,000: no answer in 2 minutes; bench/README, queue pages).
     mine = QueueEntry.objects.filter(where).values("request_id")
     # NOT EXISTS (an anti-join) rather than NOT IN: a NOT IN subplan is hashed only while
     # the user's approvals fit in work_mem, and a long-serving approver's do not.
