@@ -11,17 +11,14 @@ audit record. Nothing else writes the table.
 from collections.abc import Iterable
 from typing import Any
 
+from .batching import batches
 from .models import ApprovalAccess, ApprovalRequest, ApprovalStage, DecisionRecord
-
-# Keys per statement: well under SQLite's limit on query parameters.
-BATCH = 500
 
 
 def rebuild(request_ids: Iterable[Any]) -> None:
     """Replace the access rows of these requests with what their rows say now."""
-    ids = list(request_ids)
-    for start in range(0, len(ids), BATCH):
-        _rebuild(ids[start : start + BATCH])
+    for batch in batches(request_ids):
+        _rebuild(batch)
 
 
 def _rebuild(ids: list[Any]) -> None:

@@ -12,17 +12,14 @@ joining or leaving a group needs nothing here.
 from collections.abc import Iterable
 from typing import Any
 
+from .batching import batches
 from .models import ApprovalRequest, ApprovalStage, ApprovalStatus, QueueEntry, StageStatus
-
-# Keys per statement: well under SQLite's limit on query parameters.
-BATCH = 500
 
 
 def rebuild(request_ids: Iterable[Any]) -> None:
     """Replace the queue entries and ``due_at`` of these requests with what their rows say."""
-    ids = list(request_ids)
-    for start in range(0, len(ids), BATCH):
-        _rebuild(ids[start : start + BATCH])
+    for batch in batches(request_ids):
+        _rebuild(batch)
 
 
 def _rebuild(ids: list[Any]) -> None:

@@ -161,11 +161,13 @@ def queue_rows(
 
 
 def group_ids(user: Any) -> list[Any]:
-    """The user's groups, read now. Queues and visibility filter their rows by these values
-    rather than by a subquery: PostgreSQL then estimates each group's share of the rows from
-    its statistics, and plans a reviewer of three requests and one of 300,000 each their own
-    way (a deep page walks the creation index instead of sorting every visible request)."""
-    return list(user.groups.through.objects.filter(user=user).values_list("group_id", flat=True))
+    """The groups of ``user`` (a user or their id), read now. Queues and visibility filter
+    their rows by these values rather than by a subquery: PostgreSQL then estimates each
+    group's share of the rows from its statistics, and plans a reviewer of three requests and
+    one of 300,000 each their own way (a deep page walks the creation index instead of sorting
+    every visible request)."""
+    memberships = get_user_model().groups.through.objects.filter(user=user)
+    return list(memberships.values_list("group_id", flat=True))
 
 
 def involved_with(user: Any) -> QuerySet[ApprovalAccess]:

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 
+# A standalone script: Django is set up before anything imports a model, so the imports
+# below follow it (E402 on each).
 import django  # noqa: E402
 
 django.setup()

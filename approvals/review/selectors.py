@@ -20,6 +20,7 @@ from ..models import (
 from ..selectors import (
     approval_queue_for,
     approvals_visible_to,
+    group_ids,
     may_decide_any,
     queue_rows,
     with_details,
@@ -189,8 +190,6 @@ def _is_own(request: ApprovalRequest, user: Any) -> bool:
 
 def assignee_choices() -> list[tuple[str, str]]:
     """Users who can be assigned (named on a stage or in a group of one), for list filters."""
-    from django.contrib.auth import get_user_model
-
     stages = ApprovalStage.objects.filter(status="open")
     named = ApprovalStage.users.through.objects.filter(approvalstage__in=stages).values("user_id")
     grouped = ApprovalStage.groups.through.objects.filter(approvalstage__in=stages).values(
@@ -208,6 +207,5 @@ def assignee_choices() -> list[tuple[str, str]]:
 def assigned_to(queryset: QuerySet[ApprovalRequest], user_id: Any) -> QuerySet[ApprovalRequest]:
     """Requests whose open stage names the user or one of their groups, or is claimed by them
     (their queue entries, ``approvals.queue``)."""
-    groups = get_user_model().groups.through.objects.filter(user=user_id).values("group_id")
-    matching = QueueEntry.objects.filter(Q(user=user_id) | Q(group__in=groups))
+    matching = QueueEntry.objects.filter(Q(user=user_id) | Q(group__in=group_ids(user_id)))
     return queryset.filter(pk__in=matching.values("request_id"), status=ApprovalStatus.PENDING)

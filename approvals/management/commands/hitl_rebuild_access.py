@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals import access, queue
+from approvals.batching import batches
 from approvals.models import ApprovalRequest
 
 
@@ -22,8 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         ids = list(ApprovalRequest.objects.order_by("pk").values_list("pk", flat=True))
-        for start in range(0, len(ids), access.BATCH):
-            batch = ids[start : start + access.BATCH]
+        for batch in batches(ids):
             with transaction.atomic():
                 locked = ApprovalRequest.objects.select_for_update().filter(pk__in=batch)
                 list(locked.order_by("pk").values_list("pk", flat=True))
