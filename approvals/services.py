@@ -193,6 +193,13 @@ def approval_decide(
             "Only a signed-in, active user can act on approvals.", rule="no_actor"
         )
     comment = (comment or "").strip()
+    if "\x00" in comment:
+        # Forms and the API refuse it first; a caller of this service would get PostgreSQL's
+        # driver error after the request was locked.
+        raise InvalidDecision(
+            "The comment contains a NUL character (\\u0000).",
+            {"comment": ["Null characters are not allowed."]},
+        )
     if action == Action.REJECT and not comment:
         raise InvalidDecision(
             "A reason is required to reject.", {"comment": ["A reason is required."]}

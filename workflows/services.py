@@ -46,9 +46,7 @@ def run_start(
     definition = registry.get(workflow_name)
     data = definition.validate_input(input)
     if idempotency_key is not None:
-        idempotency_key = str(idempotency_key).strip()
-        if not idempotency_key or len(idempotency_key) > 255:
-            raise InvalidInput("The idempotency key must be 1 to 255 characters.")
+        idempotency_key = _key(idempotency_key, "The idempotency key")
         existing = WorkflowRun.objects.filter(
             workflow_name=definition.name, idempotency_key=idempotency_key
         ).first()
@@ -177,9 +175,7 @@ def event_notify(*, event_id: str, data: Any = None) -> NotifyResult:
     If nobody waits yet, the event is stored (``stored`` True, ``resumed`` 0) and delivered to
     the first wait for that id that is registered later.
     """
-    event_id = str(event_id or "").strip()
-    if not event_id or len(event_id) > 255:
-        raise InvalidInput("event_id must be 1 to 255 characters.")
+    event_id = _key(event_id or "", "event_id")
     data = to_json(data, what="event data")
     with transaction.atomic():
         journal.lock_event_id(event_id)
@@ -243,6 +239,8 @@ def input_answer(*, request_id: Any, data: Any, answered_by: Any = None) -> Wait
 
 
 def input_request_get(request_id: Any) -> WaitPoint:
+    if "\x00" in str(request_id):
+        raise WaitNotFound(f"No input request with id {str(request_id)!r}.")
     query = WaitPoint.objects.filter(kind=WaitKind.INPUT)
     wait = query.filter(event_id=str(request_id), status=WaitStatus.OPEN).first()
     if wait is None and _as_uuid(request_id) is not None:
@@ -252,6 +250,20 @@ def input_request_get(request_id: Any) -> WaitPoint:
     if not wait.is_open:
         raise WaitClosed(f"Input request {request_id} was already answered or closed.")
     return wait
+
+
+def _key(value: Any, what: str) -> str:
+    """A caller's key (idempotency key, event id) stripped, or InvalidInput naming the problem.
+
+    The API's serializers refuse these already; the Python API and the management commands
+    reach the services directly, where PostgreSQL would refuse a NUL with a driver error.
+    """
+    key = str(value).strip()
+    if not key or len(key) > 255:
+        raise InvalidInput(f"{what} must be 1 to 255 characters.")
+    if "\x00" in key:
+        raise InvalidInput(f"{what} contains a NUL character (\\u0000).")
+    return key
 
 
 def _error_field(error: Any) -> str:

@@ -351,3 +351,14 @@ def test_cancelled_run_cancels_its_open_request(people):
     assert (record.channel, record.actor_id) == ("system", None)
     with pytest.raises(ApprovalConflict, match="already cancelled"):
         approve(request, people.ann)
+
+
+def test_a_comment_with_a_nul_character_is_refused_and_nothing_changes(people):
+    # Forms and the API refuse it first; this is the service called from Python.
+    _run, request = open_request()
+    with pytest.raises(InvalidDecision, match="NUL character") as refused:
+        approval_decide(request=request, actor=people.bob, action="reject", comment="no\x00")
+    assert refused.value.errors == {"comment": ["Null characters are not allowed."]}
+    request.refresh_from_db()
+    assert request.status == ApprovalStatus.PENDING
+    assert not request.decisions.filter(action=Action.REJECT).exists()

@@ -137,3 +137,20 @@ def test_a_lost_race_inside_the_callers_transaction_leaves_it_usable(monkeypatch
     assert other_created and WorkflowRun.objects.filter(pk=other.pk).exists()
     assert WorkflowRun.objects.count() == 2
     assert RunEvent.objects.filter(type="run.started").count() == 2
+
+
+def test_keys_with_a_nul_character_are_refused_by_name_and_write_nothing():
+    # PostgreSQL cannot store NUL in text: without the check the Python API raised the
+    # driver's DataError (the API's serializers refuse NUL before the services are reached).
+    from workflows import answer_input, notify
+    from workflows.errors import WaitNotFound
+    from workflows.models import EventMessage
+
+    with pytest.raises(InvalidInput, match="idempotency key contains a NUL character"):
+        start("sleeper", {"seconds": 5}, idempotency_key="order\x00-1")
+    with pytest.raises(InvalidInput, match="event_id contains a NUL character"):
+        notify("paid\x00", {"ok": True})
+    with pytest.raises(WaitNotFound, match="No input request"):
+        answer_input("req\x00", {"ok": True})
+    assert WorkflowRun.objects.count() == 0
+    assert EventMessage.objects.count() == 0
