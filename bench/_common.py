@@ -238,7 +238,9 @@ def pids_cpu(pids: list[int]) -> float:
 class Meter:
     """CPU seconds of the workers (their sessions), this driver, and the PostgreSQL backends
     of ``database`` (only those alive at the end: a recycled worker's backend is missed, so
-    this one is a lower bound); and the database's transactions (pg_stat_database)."""
+    this one is a lower bound); the database's transactions (pg_stat_database); the WAL the
+    server wrote (pg_stat_wal: the whole server, so nothing else should run meanwhile); and the
+    database's row updates, with the share PostgreSQL made in place (HOT: no index entries)."""
 
     def __init__(self, database: str, sids: list[int]) -> None:
         self.database, self.sids = database, sids
@@ -257,6 +259,17 @@ class Meter:
             commits = conn.execute(
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [self.database]
             ).fetchone()[0]
+            wal_records, wal_bytes = conn.execute(
+                "SELECT wal_records, wal_bytes FROM pg_stat_wal"
+            ).fetchone()
+        with psycopg.connect(f"{PG_SERVER}/{self.database}", autocommit=True) as conn:
+            updates, hot = (
+                int(n)
+                for n in conn.execute(
+                    "SELECT coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_hot_upd), 0) "
+                    "FROM pg_stat_user_tables"
+                ).fetchone()
+            )
         import resource
 
         me = resource.getrusage(resource.RUSAGE_SELF)
@@ -265,6 +278,8 @@ class Meter:
             "driver": me.ru_utime + me.ru_stime,
             "pg_pids": pids,
             "commits": commits,
+            "wal": (wal_records, int(wal_bytes)),
+            "updates": (updates, hot),
         }
 
     def start(self) -> None:
@@ -272,7 +287,9 @@ class Meter:
         self.before["postgres"] = pids_cpu(self.before["pg_pids"])
 
     def stop(self, units: int, unit: str) -> dict:
-        time.sleep(0.6)  # let backends report their last transactions
+        # Backends report their statistics (transactions, WAL, row updates) at most once a
+        # second, the last batch about a second after they go idle.
+        time.sleep(1.2)
         after = self._read()
         pids = sorted(set(self.before["pg_pids"]) | set(after["pg_pids"]))
         pg_after = pids_cpu(pids)
@@ -286,6 +303,15 @@ class Meter:
             f"postgres_cpu_ms_per_{unit}_lower_bound": round((pg_after - pg_before) * per, 2),
             f"transactions_per_{unit}": round(
                 (after["commits"] - self.before["commits"]) / units, 2
+            ),
+            f"wal_records_per_{unit}": round((after["wal"][0] - self.before["wal"][0]) / units, 1),
+            f"wal_bytes_per_{unit}": round((after["wal"][1] - self.before["wal"][1]) / units),
+            f"row_updates_per_{unit}": round(
+                (after["updates"][0] - self.before["updates"][0]) / units, 2
+            ),
+            "hot_update_share": ratio(
+                after["updates"][1] - self.before["updates"][1],
+                after["updates"][0] - self.before["updates"][0],
             ),
         }
 
