@@ -239,8 +239,11 @@ class Meter:
     """CPU seconds of the workers (their sessions), this driver, and the PostgreSQL backends
     of ``database`` (only those alive at the end: a recycled worker's backend is missed, so
     this one is a lower bound); the database's transactions (pg_stat_database); the WAL the
-    server wrote (pg_stat_wal: the whole server, so nothing else should run meanwhile); and the
-    database's row updates, with the share PostgreSQL made in place (HOT: no index entries)."""
+    server wrote (records from pg_stat_wal, bytes from the WAL position: the whole server, so
+    nothing else should run meanwhile); and the database's row updates, with the share
+    PostgreSQL made in place (HOT: no index entries). Statistics of work done just before
+    ``start`` (a warm-up) may still arrive inside the window: an error of at most the warm-up's
+    share of the units."""
 
     def __init__(self, database: str, sids: list[int]) -> None:
         self.database, self.sids = database, sids
@@ -260,7 +263,7 @@ class Meter:
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [self.database]
             ).fetchone()[0]
             wal_records, wal_bytes = conn.execute(
-                "SELECT wal_records, wal_bytes FROM pg_stat_wal"
+                "SELECT wal_records, pg_current_wal_insert_lsn() - '0/0'::pg_lsn FROM pg_stat_wal"
             ).fetchone()
         with psycopg.connect(f"{PG_SERVER}/{self.database}", autocommit=True) as conn:
             updates, hot = (
@@ -287,9 +290,11 @@ class Meter:
         self.before["postgres"] = pids_cpu(self.before["pg_pids"])
 
     def stop(self, units: int, unit: str) -> dict:
-        # Backends report their statistics (transactions, WAL, row updates) at most once a
-        # second, the last batch about a second after they go idle.
-        time.sleep(1.2)
+        # Backends report their statistics (transactions, WAL records, row updates) at most
+        # once a second; one that goes idle within a second of its last report waits
+        # PGSTAT_IDLE_INTERVAL (10 s) before reporting the rest. WAL bytes need no wait (the
+        # WAL position, not a statistic).
+        time.sleep(10.5)
         after = self._read()
         pids = sorted(set(self.before["pg_pids"]) | set(after["pg_pids"]))
         pg_after = pids_cpu(pids)

@@ -6,7 +6,8 @@ No worker cluster and no contention: this process starts N runs (their advance t
 sent), then advances them one after another with ``workflows.engine.advance``, as a worker
 would, timing each statement from sending it to its result (round trip, execution and commit).
 It prints, per statement shape, the count and milliseconds per call and per run, and per run
-the wall and CPU time of starting and of advancing, and the WAL the server wrote. Realtime
+the wall time of starting and of advancing, with the meter's figures for each (this process's
+CPU, transactions, the WAL the server wrote, updates made in place). Realtime
 events are published to Redis as in a worker. A fresh database ``hitl_bench_stmt`` on the
 benchmark PostgreSQL; Redis db 12 flushed.
 """
@@ -49,11 +50,6 @@ def main() -> None:
     # This process advances the runs itself: no advance task goes to the broker.
     queue._send = lambda run_id: None
 
-    def wal_bytes() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
-            return int(cursor.fetchone()[0])
-
     def advance_all(runs: list) -> None:
         for run in runs:
             outcome = advance(run.pk)
@@ -62,9 +58,13 @@ def main() -> None:
 
     advance_all([start(args.workflow, {}) for _ in range(WARMUP)])
 
-    wal0, cpu0, wall0 = wal_bytes(), time.process_time(), time.perf_counter()
+    # This process is the worker: the meter's "driver" CPU is its CPU, all threads included.
+    meter = c.Meter(DB, [])
+    meter.start()
+    wall0 = time.perf_counter()
     runs = [start(args.workflow, {}) for _ in range(args.runs)]
-    wal1, cpu1, wall1 = wal_bytes(), time.process_time(), time.perf_counter()
+    wall1 = time.perf_counter()
+    starting = meter.stop(args.runs, "run")
 
     timings: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 
@@ -77,9 +77,11 @@ def main() -> None:
             shape[0] += 1
             shape[1] += time.perf_counter() - began
 
+    meter.start()
     with connection.execute_wrapper(timed):
         advance_all(runs)
-    wal2, cpu2, wall2 = wal_bytes(), time.process_time(), time.perf_counter()
+    wall2 = time.perf_counter()
+    advancing = meter.stop(args.runs, "run")
     publisher().flush()
 
     n = args.runs
@@ -98,16 +100,13 @@ def main() -> None:
         {
             "runs": n,
             "workflow": args.workflow,
-            "start_ms_per_run": {
-                "wall": round(1000 * (wall1 - wall0) / n, 2),
-                "cpu": round(1000 * (cpu1 - cpu0) / n, 2),
-                "wal_bytes": round((wal1 - wal0) / n),
-            },
-            "advance_ms_per_run": {
-                "wall": round(1000 * (wall2 - wall1) / n, 2),
-                "cpu": round(1000 * (cpu2 - cpu1) / n, 2),
-                "in_statements": round(1000 * sum(s for _, s in timings.values()) / n, 2),
-                "wal_bytes": round((wal2 - wal1) / n),
+            "start": {"wall_ms_per_run": round(1000 * (wall1 - wall0) / n, 2), **starting},
+            "advance": {
+                "wall_ms_per_run": round(1000 * (wall2 - wall1) / n, 2),
+                "in_statements_ms_per_run": round(
+                    1000 * sum(s for _, s in timings.values()) / n, 2
+                ),
+                **advancing,
             },
             "uptime_after": c.machine()["uptime"],
         },

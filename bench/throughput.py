@@ -330,7 +330,7 @@ def main() -> None:
                 continue
             ratios = [r[variant]["steps_per_s"] / r[baseline]["steps_per_s"] for r in rounds]
             ratio = _median(ratios)
-            summary[f"{variant}_vs_{baseline}"] = round(ratio, 2)
+            summary[f"{variant}_vs_{baseline}"] = ratio
             if len(ratios) > 1:
                 summary[f"{variant}_vs_{baseline}_range"] = [
                     round(min(ratios), 2),
