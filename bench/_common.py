@@ -235,15 +235,43 @@ def pids_cpu(pids: list[int]) -> float:
     return total / _TICK
 
 
+def host_cpu() -> float:
+    """CPU seconds this machine spent busy, all processes together (user, nice, system, irq,
+    softirq; not idle, I/O wait or steal, the time a shared host's other guests took)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in first[1:8])
+    return (user + nice + system + irq + softirq) / _TICK
+
+
+def redis_cpu() -> float:
+    """CPU seconds of every ``redis-server`` process on this machine."""
+    pids = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _comm(entry) == "redis-server"
+    ]
+    return pids_cpu(pids)
+
+
+def _comm(entry: Path) -> str:
+    try:
+        return (entry / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class Meter:
     """CPU seconds of the workers (their sessions), this driver, and the PostgreSQL backends
     of ``database`` (only those alive at the end: a recycled worker's backend is missed, so
     this one is a lower bound); the database's transactions (pg_stat_database); the WAL the
     server wrote (records from pg_stat_wal, bytes from the WAL position: the whole server, so
     nothing else should run meanwhile); and the database's row updates, with the share
-    PostgreSQL made in place (HOT: no index entries). Statistics of work done just before
-    ``start`` (a warm-up) may still arrive inside the window: an error of at most the warm-up's
-    share of the units."""
+    PostgreSQL made in place (HOT: no index entries). Also the CPU of Redis and of the whole
+    machine: on a host whose two cores the workers, PostgreSQL, Redis and the driver share,
+    a system's busy CPU per run is what decides its throughput, and unlike the wall clock it
+    does not count the time other guests of a shared host took (steal). Statistics of work
+    done just before ``start`` (a warm-up) may still arrive inside the window: an error of at
+    most the warm-up's share of the units."""
 
     def __init__(self, database: str, sids: list[int]) -> None:
         self.database, self.sids = database, sids
@@ -288,12 +316,14 @@ class Meter:
     def start(self) -> None:
         self.before = self._read()
         self.before["postgres"] = pids_cpu(self.before["pg_pids"])
+        self.before["redis"], self.before["host"] = redis_cpu(), host_cpu()
 
     def stop(self, units: int, unit: str) -> dict:
         # Backends report their statistics (transactions, WAL records, row updates) at most
         # once a second; one that goes idle within a second of its last report waits
         # PGSTAT_IDLE_INTERVAL (10 s) before reporting the rest. WAL bytes need no wait (the
-        # WAL position, not a statistic).
+        # WAL position, not a statistic). CPU is read before that wait, which is idle.
+        redis, host = redis_cpu(), host_cpu()
         time.sleep(10.5)
         after = self._read()
         pids = sorted(set(self.before["pg_pids"]) | set(after["pg_pids"]))
@@ -306,6 +336,8 @@ class Meter:
             ),
             f"driver_cpu_ms_per_{unit}": round((after["driver"] - self.before["driver"]) * per, 2),
             f"postgres_cpu_ms_per_{unit}_lower_bound": round((pg_after - pg_before) * per, 2),
+            f"redis_cpu_ms_per_{unit}": round((redis - self.before["redis"]) * per, 2),
+            f"host_cpu_ms_per_{unit}": round((host - self.before["host"]) * per, 2),
             f"transactions_per_{unit}": round(
                 (after["commits"] - self.before["commits"]) / units, 2
             ),

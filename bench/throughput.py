@@ -336,6 +336,14 @@ def main() -> None:
                     round(min(ratios), 2),
                     round(max(ratios), 2),
                 ]
+            # The same comparison by the machine's busy CPU per run (baseline's ÷ variant's):
+            # what the ratio of throughputs tends to on a CPU-bound host, without the time
+            # other guests of a shared host took.
+            by_cpu = [
+                r[baseline]["host_cpu_ms_per_run"] / r[variant]["host_cpu_ms_per_run"]
+                for r in rounds
+            ]
+            summary[f"{variant}_vs_{baseline}_by_host_cpu"] = _median(by_cpu)
             if baseline == "dbos":
                 summary[f"target_{variant}_ge_dbos"] = c.verdict(ratio >= 1)
             else:
