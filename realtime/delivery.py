@@ -27,6 +27,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from . import selectors
@@ -51,7 +52,8 @@ def uses_relay() -> bool:
 
 
 async def forward(layer: BaseChannelLayer, rows: Iterable[dict[str, Any]]) -> None:
-    """Send the events to every group they belong to, each group's in the order given.
+    """Send the events to every group they belong to that has members, each group's in the
+    order given.
 
     The events of one group go in one message (up to ``BATCH_EVENTS``): a step boundary or a
     run's end commits several events of one run at once, and every ``group_send`` costs
@@ -62,9 +64,35 @@ async def forward(layer: BaseChannelLayer, rows: Iterable[dict[str, Any]]) -> No
         message = group_message(row)
         for group in groups_for(row["type"], row["run_id"]):
             batches.setdefault(group, []).append(message)
-    for group, messages in batches.items():
+    for group in await listened(layer, list(batches)):
+        messages = batches[group]
         for start in range(0, len(messages), BATCH_EVENTS):
             await layer.group_send(group, batch_message(messages[start : start + BATCH_EVENTS]))
+
+
+async def listened(layer: BaseChannelLayer, groups: list[str]) -> list[str]:
+    """The groups that have members, in the order given.
+
+    channels-redis' ``group_send`` reads a group's members before sending (two round trips:
+    drop the expired ones, list the rest) whether anyone listens or not, and most events go to
+    runs nobody is watching. One pipelined ``EXISTS`` per Redis shard, for every group of a
+    publish at once, finds the groups worth sending to: Redis deletes a group's sorted set
+    with its last member. A consumer that joins just after this check reads the event from
+    the database in the catch-up that follows its join, as it would after ``group_send``'s
+    own read of the members. Other layers are sent to unfiltered.
+    """
+    if not isinstance(layer, RedisChannelLayer) or not groups:
+        return groups
+    shards: dict[int, list[str]] = {}
+    for group in groups:
+        shards.setdefault(layer.consistent_hash(group), []).append(group)
+    found: set[str] = set()
+    for index, members in shards.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for group in members:
+            pipe.exists(layer._group_key(group))
+        found.update(group for group, n in zip(members, await pipe.execute(), strict=True) if n)
+    return [group for group in groups if group in found]
 
 
 def on_events_committed(

@@ -229,3 +229,69 @@ def test_a_worker_process_ending_right_after_its_commit_still_publishes(settings
         assert (message["event"]["seq"], message["event"]["type"]) == (7, "run.finished")
     finally:
         redis.stop()
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_forward_reaches_every_listened_group_on_every_shard_and_no_one_else(tmp_path):
+    """Publishing skips the groups nobody is in (one pipelined check per shard instead of a
+    member read per group): every listener on either of two shards still gets its run's
+    events, in order, and a listener that left gets nothing."""
+    import uuid
+
+    from channels_redis.core import RedisChannelLayer
+    from django.utils import timezone
+
+    from realtime.delivery import forward
+
+    redis = RedisServer(tmp_path)
+    try:
+        redis.start()
+        base = f"redis://127.0.0.1:{redis.port}"
+        layer = RedisChannelLayer(hosts=[f"{base}/0", f"{base}/1"])
+        # Runs whose groups fall on each shard: two listened and one not, on each.
+        by_shard: dict[int, list] = {0: [], 1: []}
+        while min(len(runs) for runs in by_shard.values()) < 3:
+            run_id = uuid.uuid4()
+            shard = by_shard[layer.consistent_hash(run_group(run_id))]
+            if len(shard) < 3:
+                shard.append(run_id)
+        listened = by_shard[0][:2] + by_shard[1][:2]
+        quiet = [by_shard[0][2], by_shard[1][2]]
+        now = timezone.now()
+        rows = [
+            {
+                "id": n,
+                "run_id": run_id,
+                "seq": seq,
+                "type": "step.finished",
+                "data": {},
+                "created_at": now,
+            }
+            for n, (run_id, seq) in enumerate(
+                (run_id, seq) for seq in (2, 3) for run_id in listened + quiet
+            )
+        ]
+
+        async def scenario():
+            channels = {}
+            for run_id in [*listened, quiet[0]]:
+                channels[run_id] = await layer.new_channel()
+                await layer.group_add(run_group(run_id), channels[run_id])
+            # quiet[0] had a listener that left: its group is gone, like a never-watched one.
+            await layer.group_discard(run_group(quiet[0]), channels[quiet[0]])
+            await forward(layer, rows)
+            received = {}
+            for run_id in listened:
+                message = await asyncio.wait_for(layer.receive(channels[run_id]), 5)
+                received[run_id] = [
+                    (m["event"]["run"], m["event"]["seq"]) for m in message["events"]
+                ]
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(layer.receive(channels[quiet[0]]), 0.5)
+            await layer.flush()
+            return received
+
+        received = async_to_sync(scenario)()
+        assert received == {run_id: [(str(run_id), 2), (str(run_id), 3)] for run_id in listened}
+    finally:
+        redis.stop()
