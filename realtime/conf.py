@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     # unreachable the queue is retried every HITL_REALTIME_PUBLISH_RETRY seconds, in order.
     "HITL_REALTIME_PUBLISH_BACKLOG": 10_000,
     "HITL_REALTIME_PUBLISH_RETRY": 2.0,
+    # A publisher that sent less than this long ago (seconds) waits out the rest before its
+    # next send, so that under load one send carries the events of several commits; an idle
+    # one sends at once. At most this much latency added to a live event; 0 turns it off.
+    "HITL_REALTIME_PUBLISH_COALESCE": 0.005,
     # Largest text frame a client may send (bytes); larger ones close the socket (4413).
     "HITL_REALTIME_MAX_MESSAGE_BYTES": 4096,
     # Run events read per query during catch-up.

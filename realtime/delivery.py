@@ -144,6 +144,7 @@ class Publisher:
         self._numbers = itertools.count(1)
         self._sending = False
         self._failing = False
+        self._last_send = 0.0
         # Drain the queue before the process ends. multiprocessing's exit hook runs at
         # interpreter exit *and* when a multiprocessing child returns (a django-q2 worker
         # recycled after ``recycle`` tasks, or stopped), where atexit handlers never run; without
@@ -185,6 +186,13 @@ class Publisher:
 
     async def _sender(self) -> None:
         while True:
+            # Under load, events of the next few milliseconds go out with these: one send (one
+            # members check, one message per group) then carries several commits. A publisher
+            # that sent nothing for that long sends at once.
+            wait = self._last_send + setting("HITL_REALTIME_PUBLISH_COALESCE") - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_send = time.monotonic()
             with self._lock:
                 chunk = list(itertools.islice(self._queue, SEND_CHUNK))
                 if not chunk:

@@ -295,3 +295,70 @@ def test_forward_reaches_every_listened_group_on_every_shard_and_no_one_else(tmp
         assert received == {run_id: [(str(run_id), 2), (str(run_id), 3)] for run_id in listened}
     finally:
         redis.stop()
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_under_load_one_send_carries_several_commits_and_an_idle_publisher_sends_at_once(
+    settings, tmp_path
+):
+    import uuid
+
+    from django.utils import timezone
+
+    redis = RedisServer(tmp_path)
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.HITL_REALTIME_PUBLISH_COALESCE = 0.3  # large, so the test can see it
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": 15}]},
+        }
+    }
+    run_id = uuid.uuid4()
+
+    def row(seq: int) -> dict:
+        return {
+            "id": seq,
+            "run_id": run_id,
+            "seq": seq,
+            "type": "step.finished",
+            "data": {},
+            "created_at": timezone.now(),
+        }
+
+    try:
+        redis.start()
+
+        async def listen():
+            layer = get_channel_layer()
+            channel = await layer.new_channel()
+            await layer.group_add(run_group(run_id), channel)
+            return channel
+
+        channel = async_to_sync(listen)()
+
+        async def receive() -> tuple[list[int], float]:
+            message = await asyncio.wait_for(get_channel_layer().receive(channel), 5)
+            events = message["events"] if message["type"] == "run.events" else [message]
+            return [m["event"]["seq"] for m in events], time.monotonic()
+
+        sent = time.monotonic()
+        publisher().publish([row(1)])
+        first, first_at = async_to_sync(receive)()
+        # Two commits right after a send: they wait out the rest of the window, then go
+        # together as one message.
+        publisher().publish([row(2)])
+        time.sleep(0.05)
+        publisher().publish([row(3)])
+        second, second_at = async_to_sync(receive)()
+        time.sleep(0.5)  # idle for longer than the window
+        idle_sent = time.monotonic()
+        publisher().publish([row(4)])
+        third, third_at = async_to_sync(receive)()
+
+        assert (first, second, third) == ([1], [2, 3], [4])
+        assert first_at - sent < 0.25
+        assert second_at - sent >= 0.3
+        assert third_at - idle_sent < 0.25
+    finally:
+        redis.stop()
