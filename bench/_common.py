@@ -206,8 +206,12 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _stat(pid: int) -> list[str] | None:
+    return _stat_path(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_path(path: Path) -> list[str] | None:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = path.read_text()
     except OSError:
         return None
     return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
@@ -224,6 +228,12 @@ def session_cpu(sids: list[int]) -> float:
                 # fields 14-17: utime, stime, cutime, cstime
                 total += sum(int(f) for f in fields[11:15])
     return total / _TICK
+
+
+def thread_cpu(tid: int) -> float:
+    """CPU seconds (user + system) of one thread of this process (its native id)."""
+    fields = _stat_path(Path(f"/proc/self/task/{tid}/stat"))
+    return (int(fields[11]) + int(fields[12])) / _TICK if fields else 0.0
 
 
 def pids_cpu(pids: list[int]) -> float:
