@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from tests.conftest import run_in_threads
 from workflows import start
@@ -154,3 +155,33 @@ def test_keys_with_a_nul_character_are_refused_by_name_and_write_nothing():
         answer_input("req\x00", {"ok": True})
     assert WorkflowRun.objects.count() == 0
     assert EventMessage.objects.count() == 0
+
+
+def test_each_start_stores_its_own_input_key_and_creator(django_user_model):
+    """On PostgreSQL the run's INSERT is compiled once and reused: the rows must still hold
+    what each start was given, with its own timestamps and its run.started event."""
+    ann = django_user_model.objects.create_user("ann")
+    began = timezone.now()
+    started = [
+        run_start(
+            workflow_name="sleeper",
+            input={"seconds": n},
+            idempotency_key=f"key-{n}" if n % 2 else None,
+            created_by=ann if n == 2 else None,
+        )[0]
+        for n in range(1, 5)
+    ]
+    rows = {run.pk: run for run in WorkflowRun.objects.filter(pk__in=[r.pk for r in started])}
+    assert [
+        (rows[r.pk].input, rows[r.pk].idempotency_key, rows[r.pk].created_by_id) for r in started
+    ] == [
+        ({"seconds": 1}, "key-1", None),
+        ({"seconds": 2}, None, ann.pk),
+        ({"seconds": 3}, "key-3", None),
+        ({"seconds": 4}, None, None),
+    ]
+    for run in started:
+        row = rows[run.pk]
+        assert (row.status, row.event_seq, row.workflow_name) == (RunStatus.PENDING, 1, "sleeper")
+        assert began <= row.created_at <= timezone.now() and row.created_at == run.created_at
+        assert list(row.events.values_list("seq", "type")) == [(1, "run.started")]
