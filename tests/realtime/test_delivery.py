@@ -33,6 +33,18 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def join_run_group(run_id) -> str:
+    """A new channel of the default layer in the run's group, as a consumer's would be."""
+
+    async def join():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(run_group(run_id), channel)
+        return channel
+
+    return async_to_sync(join)()
+
+
 def test_a_channel_layer_that_is_down_never_breaks_or_stalls_the_committing_code(
     alice, settings, caplog
 ):
@@ -146,13 +158,7 @@ def test_events_committed_while_redis_is_down_are_published_in_order_once_it_is_
         run = start("rt-review", {"order_id": 1, "tag": "later"}, created_by=alice)
         assert publisher().flush(5)  # run.started is out before anyone listens
 
-        async def listen():
-            layer = get_channel_layer()
-            channel = await layer.new_channel()
-            await layer.group_add(run_group(run.id), channel)
-            return channel
-
-        channel = async_to_sync(listen)()
+        channel = join_run_group(run.id)
         redis.stop()
         run_until_idle()  # three events commit; each publish fails or queues behind the first
         assert publisher().backlog == 3
@@ -209,13 +215,7 @@ def test_a_worker_process_ending_right_after_its_commit_still_publishes(settings
     try:
         redis.start()
 
-        async def listen():
-            layer = get_channel_layer()
-            channel = await layer.new_channel()
-            await layer.group_add(run_group(run_id), channel)
-            return channel
-
-        channel = async_to_sync(listen)()
+        channel = join_run_group(run_id)
         # Like a django-q2 worker recycled after its last task: a forked child that returns.
         child = multiprocessing.get_context("fork").Process(target=_publish_and_exit, args=([row],))
         child.start()
@@ -329,13 +329,7 @@ def test_under_load_one_send_carries_several_commits_and_an_idle_publisher_sends
     try:
         redis.start()
 
-        async def listen():
-            layer = get_channel_layer()
-            channel = await layer.new_channel()
-            await layer.group_add(run_group(run_id), channel)
-            return channel
-
-        channel = async_to_sync(listen)()
+        channel = join_run_group(run_id)
 
         async def receive() -> tuple[list[int], float]:
             message = await asyncio.wait_for(get_channel_layer().receive(channel), 5)
