@@ -66,7 +66,7 @@ def up(args: list[str]) -> int:
         if manage(*step):
             return 1
     username, password = demo_login()
-    if manage("hitl_demo_admin", username, password):
+    if manage(*demo_admin_args(username, password)):
         return 1
     # Reviewer accounts and runs in several states, so the queue is alive from the first visit.
     if manage("hitl_demo"):
@@ -113,6 +113,13 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     return code
+
+
+def demo_admin_args(username: str, password: str) -> list[str]:
+    """The ``manage.py`` arguments that create the demo admin. ``--`` ends the options: one
+    generated password in 64 starts with "-", which argparse took for an option, so ``up``
+    stopped before serving (found by CI, 2026-12-03)."""
+    return ["hitl_demo_admin", "--", username, password]
 
 
 def demo_login() -> tuple[str, str]:

@@ -315,3 +315,15 @@ def test_runs_shows_when_a_step_retry_is_due():
     assert (row["waiting_for"], row["waiting_for_text"]) == (None, "next attempt")
     assert row["until"] == run.wake_at.isoformat()
     assert "next attempt" in run_command("hitl_runs")
+
+
+def test_the_demo_admin_made_by_dev_up_can_log_in_with_a_password_starting_with_a_dash():
+    """`dev up` generates the demo password (URL-safe base64): one in 64 starts with "-"."""
+    from django.contrib.auth import authenticate
+
+    from hitlproject.dev import demo_admin_args
+
+    name, *args = demo_admin_args("admin", "-kq3Zr_Xw9a1")
+    call_command(name, *args, stdout=StringIO())
+    user = authenticate(username="admin", password="-kq3Zr_Xw9a1")
+    assert user is not None and user.is_superuser
