@@ -192,12 +192,13 @@ class Publisher:
             wait = self._last_send + setting("HITL_REALTIME_PUBLISH_COALESCE") - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._last_send = time.monotonic()
             with self._lock:
                 chunk = list(itertools.islice(self._queue, SEND_CHUNK))
                 if not chunk:
                     self._sending = False
                     return
+            # Only a send starts the window: finding the queue empty is not one.
+            self._last_send = time.monotonic()
             try:
                 await asyncio.wait_for(
                     forward(get_channel_layer(), [row for _, row in chunk]),
