@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     # next send, so that under load one send carries the events of several commits; an idle
     # one sends at once. At most this much latency added to a live event; 0 turns it off.
     "HITL_REALTIME_PUBLISH_COALESCE": 0.005,
+    # The committing thread asks Redis whether anyone listens before it queues events (one
+    # round trip); it waits at most this long (seconds), and after a failure it skips the
+    # check (queueing everything) for HITL_REALTIME_PUBLISH_RETRY seconds.
+    "HITL_REALTIME_CHECK_TIMEOUT": 0.25,
     # Largest text frame a client may send (bytes); larger ones close the socket (4413).
     "HITL_REALTIME_MAX_MESSAGE_BYTES": 4096,
     # Run events read per query during catch-up.

@@ -356,3 +356,127 @@ def test_under_load_one_send_carries_several_commits_and_an_idle_publisher_sends
         assert third_at - idle_sent < 0.25
     finally:
         redis.stop()
+
+
+def _rows_for(run_ids: list) -> list[dict]:
+    from django.utils import timezone
+
+    return [
+        {
+            "id": n,
+            "run_id": run_id,
+            "seq": 2,
+            "type": "step.finished",
+            "data": {},
+            "created_at": timezone.now(),
+        }
+        for n, run_id in enumerate(run_ids)
+    ]
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_events_nobody_listens_to_are_not_even_queued_on_either_shard(settings, tmp_path):
+    """The committing thread asks Redis (one pipelined check per shard) which of its events'
+    groups have members, and queues only those events; the listeners still get theirs."""
+    import uuid
+    from types import SimpleNamespace
+
+    from channels_redis.core import RedisChannelLayer
+
+    from realtime.delivery import on_events_committed, worth_publishing
+
+    redis = RedisServer(tmp_path)
+    base = f"redis://127.0.0.1:{redis.port}"
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"{base}/0", f"{base}/1"]},
+        }
+    }
+    try:
+        redis.start()
+        layer = get_channel_layer()
+        assert isinstance(layer, RedisChannelLayer)
+        # A listened and a quiet run on each shard.
+        by_shard: dict[int, list] = {0: [], 1: []}
+        while min(len(runs) for runs in by_shard.values()) < 2:
+            run_id = uuid.uuid4()
+            shard = by_shard[layer.consistent_hash(run_group(run_id))]
+            if len(shard) < 2:
+                shard.append(run_id)
+        listened = [by_shard[0][0], by_shard[1][0]]
+        quiet = [by_shard[0][1], by_shard[1][1]]
+        channels = {run_id: join_run_group(run_id) for run_id in listened}
+
+        rows = _rows_for([quiet[0], listened[0], quiet[1], listened[1]])
+        assert [row["run_id"] for row in worth_publishing(rows)] == listened
+
+        # Through the signal's receiver, as after a commit: only the listened events queue.
+        publisher().flush(5)
+        queued: list = []
+        original = publisher()._keep
+        publisher()._keep = lambda batch: (queued.extend(batch), original(batch))[1]
+        try:
+            on_events_committed(
+                None,
+                event_ids=[row["id"] for row in rows],
+                events=[SimpleNamespace(**row) for row in rows],
+            )
+        finally:
+            publisher()._keep = original
+        assert [row["run_id"] for row in queued] == listened
+
+        async def receive(channel):
+            return await asyncio.wait_for(get_channel_layer().receive(channel), 5)
+
+        for run_id in listened:
+            message = async_to_sync(receive)(channels[run_id])
+            events = message["events"] if message["type"] == "run.events" else [message]
+            assert [m["event"]["run"] for m in events] == [str(run_id)]
+    finally:
+        redis.stop()
+
+
+@pytest.mark.skipif(redis_server is None, reason="redis-server is not installed")
+def test_a_redis_that_hangs_costs_the_committing_code_one_short_wait_per_retry_period(
+    settings, tmp_path
+):
+    """A Redis that accepts connections and never answers (here: stopped with SIGSTOP) must
+    not hang a worker between two steps: the check gives up after HITL_REALTIME_CHECK_TIMEOUT,
+    everything is queued for the publishing thread (which retries), and the check is skipped
+    until HITL_REALTIME_PUBLISH_RETRY has passed."""
+    import os
+    import signal
+    import uuid
+
+    from realtime.delivery import worth_publishing
+
+    redis = RedisServer(tmp_path)
+    settings.HITL_REALTIME_DELIVERY = "publish"
+    settings.HITL_REALTIME_CHECK_TIMEOUT = 0.2
+    settings.HITL_REALTIME_PUBLISH_RETRY = 60.0
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": 15}]},
+        }
+    }
+    rows = _rows_for([uuid.uuid4(), uuid.uuid4()])
+    try:
+        redis.start()
+        assert worth_publishing(rows) == []  # nobody listens, and Redis can tell
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            assert worth_publishing(rows) == rows  # cannot tell: all of them
+            first = time.monotonic() - began
+            began = time.monotonic()
+            assert worth_publishing(rows) == rows
+            second = time.monotonic() - began
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        assert 0.15 <= first < 1.0
+        assert second < 0.05  # not asked again within the retry period
+    finally:
+        redis.stop()
