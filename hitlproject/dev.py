@@ -56,12 +56,23 @@ def manage(*args: str, **kwargs) -> int:
     return subprocess.call([str(PYTHON), "manage.py", *args], cwd=ROOT, **kwargs)
 
 
+def base_url(host: str, port: str) -> str:
+    """The origin `up` serves on, as links in emails and messages should name it."""
+    if host in ("127.0.0.1", "0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{port}"
+
+
 def up(args: list[str]) -> int:
     # systemd, a container runtime or `timeout` stop with SIGTERM: stop both processes as
     # Ctrl-C does, instead of leaving the worker cluster running without its parent.
     signal.signal(signal.SIGTERM, _interrupt)
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
+    # Links in demo emails and messages must point at this server, on whatever port it got.
+    os.environ.setdefault("HITL_BASE_URL", base_url(host, port))
     for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
         if manage(*step):
             return 1
@@ -69,7 +80,7 @@ def up(args: list[str]) -> int:
     if manage(*demo_admin_args(username, password)):
         return 1
     # Reviewer accounts and runs in several states, so the queue is alive from the first visit.
-    if manage("hitl_demo"):
+    if manage("hitl_demo", "--worker-running"):
         return 1
     procs = {
         "web": subprocess.Popen(
@@ -82,6 +93,7 @@ def up(args: list[str]) -> int:
     print(f"\n  HITL is running at {url}")
     print(f"  Review queue: {url}review/   Admin: {url}admin/   API docs: {url}api/docs/")
     print(f"  Log in as {username} / {password}")
+    print("  Approvals wait in the queues of the demo reviewers listed above (password hitl-demo)")
     print("  Press Ctrl-C to stop the web server and the worker cluster.\n", flush=True)
     return supervise(procs)
 

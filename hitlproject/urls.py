@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+
+from hitlproject.api.errors import json_not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/review/", permanent=False)),
@@ -8,6 +10,10 @@ urlpatterns = [
     path("approvals/", include("approvals.urls")),
     path("review/", include("approvals.review.urls")),
     path("api/", include("hitlproject.api.urls")),
+    # handler404 is skipped while DEBUG is on (Django's HTML debug page instead), which is how
+    # `dev up` runs: an API path matching no route (a malformed id) still answers JSON. Only
+    # paths ending in "/", so APPEND_SLASH still redirects ".../runs" to ".../runs/".
+    re_path(r"^api/(?:.*/)?$", json_not_found),
 ]
 
 

@@ -50,6 +50,9 @@ def test_demo_fills_the_queue_and_is_safe_to_run_twice():
     assert WorkflowRun.objects.count() == len(DEMO_RUNS)
     assert "password unchanged" in second
     assert User.objects.get(username="manager").password == "changed"
+    # Without --advance it says a worker is needed, unless one is running beside it (dev up).
+    assert "Start a worker" in second
+    assert "Start a worker" not in run_demo("--worker-running")
 
 
 def test_production_settings_refuse_the_demo_accounts(settings):

@@ -327,3 +327,28 @@ def test_the_demo_admin_made_by_dev_up_can_log_in_with_a_password_starting_with_
     call_command(name, *args, stdout=StringIO())
     user = authenticate(username="admin", password="-kq3Zr_Xw9a1")
     assert user is not None and user.is_superuser
+
+
+def test_running_the_demo_admin_again_keeps_its_browser_sessions(client):
+    """`dev up` runs it on every start: an admin logged in before a restart stays logged in."""
+    from hitlproject.dev import demo_admin_args
+
+    name, *args = demo_admin_args("admin", "s3cret-pass")
+    call_command(name, *args, stdout=StringIO())
+    client.login(username="admin", password="s3cret-pass")
+    assert client.get("/admin/").status_code == 200
+    call_command(name, *args, stdout=StringIO())
+    assert client.get("/admin/").status_code == 200
+    # A new password still takes effect (and ends the old sessions, as Django does).
+    name, *args = demo_admin_args("admin", "another-pass")
+    call_command(name, *args, stdout=StringIO())
+    assert client.get("/admin/").status_code == 302
+
+
+def test_dev_up_points_links_at_the_port_it_serves_on():
+    from hitlproject.dev import base_url
+
+    assert base_url("127.0.0.1", "8765") == "http://localhost:8765"
+    assert base_url("0.0.0.0", "8000") == "http://localhost:8000"
+    assert base_url("review.example.com", "80") == "http://review.example.com:80"
+    assert base_url("fe80::1", "8000") == "http://[fe80::1]:8000"

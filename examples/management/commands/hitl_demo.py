@@ -23,8 +23,14 @@ class Command(BaseCommand):
             help="Advance the new runs in this process until they wait, so the queue fills "
             "without a worker (otherwise start one: manage.py qcluster).",
         )
+        parser.add_argument(
+            "--worker-running",
+            action="store_true",
+            help="A worker cluster runs or is being started alongside (dev up): do not suggest "
+            "starting one.",
+        )
 
-    def handle(self, *args, advance: bool, **options):
+    def handle(self, *args, advance: bool, worker_running: bool = False, **options):
         if not settings.HITL_DEMO_ACCOUNTS:
             raise CommandError(
                 "hitl_demo creates staff accounts with the published password "
@@ -72,5 +78,5 @@ class Command(BaseCommand):
                 self.stdout.write(f"  input  manage.py hitl_answer {request_id} --data JSON")
         waiting = WorkflowRun.objects.filter(status=RunStatus.WAITING).count()
         self.stdout.write(f"  {waiting} run(s) waiting in total: manage.py hitl_runs")
-        if not advance:
+        if not advance and not worker_running:
             self.stdout.write("Start a worker to advance the runs: python manage.py qcluster")

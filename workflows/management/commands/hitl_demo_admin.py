@@ -14,6 +14,9 @@ class Command(BaseCommand):
             username=username, defaults={"is_staff": True, "is_superuser": True}
         )
         user.is_staff = user.is_superuser = True
-        user.set_password(password)
+        # `up` runs this on every start with the same password: hashing it again (new salt)
+        # would change the session hash and log the admin out of every open browser tab.
+        if not user.check_password(password):
+            user.set_password(password)
         user.save()
         self.stdout.write(f"{'Created' if created else 'Updated'} demo admin '{username}'.")
