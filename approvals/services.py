@@ -19,6 +19,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.db.models import Q, prefetch_related_objects
 
+from hitlproject.parsing import whole_number
 from workflows import clock, journal
 from workflows.errors import NotSerializable
 from workflows.models import WaitPoint, WaitStatus, WorkflowRun
@@ -794,8 +795,10 @@ def _find_stage(request, ref) -> ApprovalStage:
         ref = ref.pk
     query = request.stages.all()
     stage = query.filter(name=ref).first() if isinstance(ref, str) else None
-    if stage is None and str(ref).isdigit():
-        stage = query.filter(pk=int(ref)).first()
+    # Not isdigit(): "²" passes it and then fails in int(); an id is ASCII digits in range.
+    stage_id = whole_number(ref)
+    if stage is None and stage_id is not None:
+        stage = query.filter(pk=stage_id).first()
     if stage is None:
         raise InvalidDecision(f"'{request.title}' has no stage {ref}.", {"stage": [str(ref)]})
     return stage
@@ -905,7 +908,9 @@ def _group(ref: Any) -> Group:
 def _existing_group(ref: Any) -> Group:
     if isinstance(ref, Group):
         return ref
-    query = Group.objects.filter(Q(name=str(ref)) | Q(pk=ref if str(ref).isdigit() else None))
+    # Not isdigit(): "²" passes it and then fails as an id. Group ids are 32-bit (AutoField).
+    group_id = whole_number(ref, maximum=2**31 - 1)
+    query = Group.objects.filter(Q(name=str(ref)) | Q(pk=group_id))
     group = query.first()
     if group is None:
         raise InvalidDecision(

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from workflows.errors import InvalidInput
+from workflows.webhooks import checked
 
 from . import services
 from .models import Action, ApprovalRequest, Channel
@@ -34,13 +35,7 @@ def decide(payload: dict, service_user: Any) -> dict:
     the person who clicked in a chat tool); otherwise it acts as the webhook's service user.
     The same rules apply either way: the actor must be allowed to decide.
     """
-    fields = WebhookDecision(data=payload)
-    if not fields.is_valid():
-        problems = "; ".join(
-            f"{name}: {' '.join(map(str, why))}" for name, why in fields.errors.items()
-        )
-        raise InvalidInput(f"approval.decide: {problems}", errors=fields.errors)
-    data = fields.validated_data
+    data = checked("approval.decide", WebhookDecision, payload)
     approval_id = services._as_uuid(data["approval"])
     approval = ApprovalRequest.objects.filter(pk=approval_id).first() if approval_id else None
     if approval is None:

@@ -213,11 +213,19 @@ STORAGES = {
 }
 
 REST_FRAMEWORK = {
+    # Token first: DRF answers a request without valid credentials 401 with the first class's
+    # WWW-Authenticate challenge; with the session first (which has none) it was always a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's defaults, with a JSON parser that answers JSON nested too deeply with a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "hitlproject.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hitlproject.api.errors.exception_handler",

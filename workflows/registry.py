@@ -66,13 +66,21 @@ def to_json(value: Any, *, what: str) -> Any:
 
 def contains_nul(value: Any) -> bool:
     """Whether a JSON value holds a NUL character in any string or key (PostgreSQL stores
-    neither text nor jsonb with one)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
+    neither text nor jsonb with one).
+
+    A loop over a stack, not recursion: a webhook body is read at any depth the JSON parser
+    allows, and recursing one level per nesting level overflowed a few hundred levels down."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
+from hitlproject.parsing import whole_number
+
 from . import clock
 from .errors import InvalidInput, WorkflowError
 from .models import WebhookReceipt
@@ -57,10 +59,10 @@ def verify(*, timestamp: str | None, signature: str | None, body: bytes) -> str:
         raise WebhooksDisabled("Inbound webhooks are not configured.")
     if not timestamp or not signature:
         raise SignatureRejected(f"Both {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required.")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise SignatureRejected(f"{TIMESTAMP_HEADER} must be Unix seconds.") from None
+    # Not int(): it takes "1" and 400 zeros, which overflows the float arithmetic below.
+    sent_at = whole_number(timestamp)
+    if sent_at is None:
+        raise SignatureRejected(f"{TIMESTAMP_HEADER} must be Unix seconds.")
     tolerance = settings.HITL_WEBHOOK_TOLERANCE_SECONDS
     if abs(clock.now().timestamp() - sent_at) > tolerance:
         raise SignatureRejected(
@@ -119,10 +121,26 @@ def prune_receipts(now) -> int:
     return deleted
 
 
+def checked(action: str, serializer_class: type, payload: dict) -> dict:
+    """An action's fields, validated by ``serializer_class`` (a DRF serializer); otherwise
+    ``InvalidInput`` (a 400) naming the action and each field's problem."""
+    fields = serializer_class(data=payload)
+    if not fields.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(map(str, why))}" for name, why in fields.errors.items()
+        )
+        raise InvalidInput(f"{action}: {problems}", errors=fields.errors)
+    return fields.validated_data
+
+
 def _notify(payload: dict, user: Any) -> dict:
+    """``{"action": "event.notify", "event_id": <str>, "data": ...}``: the fields are checked as
+    ``POST /api/v1/events/`` checks them (the service would store ``["a"]`` as "['a']")."""
+    from .api.serializers import EventSerializer
     from .services import event_notify
 
-    return event_notify(event_id=payload.get("event_id", ""), data=payload.get("data")).as_dict()
+    data = checked("event.notify", EventSerializer, payload)
+    return event_notify(event_id=data["event_id"], data=data["data"]).as_dict()
 
 
 actions["event.notify"] = _notify

@@ -1,6 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from hitlproject.api.fields import JSONField
+
 from ..models import Action, ApprovalRequest, ApprovalStage, DecisionRecord
 from ..selectors import approval_diff, approval_progress, stage_approvals
 
@@ -122,7 +124,7 @@ class DecideSerializer(serializers.Serializer):
         max_length=5000,
         help_text="Required to reject.",
     )
-    value = serializers.JSONField(required=False, help_text="The changed value, for edit.")
+    value = JSONField(required=False, help_text="The changed value, for edit.")
     stage = serializers.CharField(
         required=False,
         max_length=100,

@@ -1,13 +1,15 @@
 """One error shape for the whole API: ``{"code", "message", "fields"}``, never a 500 for input.
 
 ``fields`` maps a field (dotted path for nested JSON) to its messages and is present only for
-validation errors.
+validation errors; ``rule`` names the rule that refused an action (``ApprovalNotAllowed.rule``:
+``not_assignee``, ``own_request``, ...), so a client can tell them apart without parsing text.
 """
 
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -45,7 +47,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             fields = getattr(exc, "errors", None) if isinstance(exc, wf.InvalidInput) else None
             if fields == {"detail": [str(exc)]}:
                 fields = None
-            return Response(error_body(code, str(exc), fields), status=http_status)
+            body = error_body(code, str(exc), fields)
+            if isinstance(getattr(exc, "rule", None), str):
+                body["rule"] = exc.rule
+            return Response(body, status=http_status)
 
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -69,6 +74,9 @@ def _summary(fields: dict) -> str:
     return f"Invalid input: {names}." if names else "Invalid input."
 
 
+# Exempt: it only ever answers 404, and Django's CSRF check ran first for a POST to a
+# malformed id (/api/v1/runs/0.5/cancel/), answering with its HTML 403 page instead.
+@csrf_exempt
 def json_not_found(request, exception=None):
     """404 for URLs under /api/ that match no route: JSON like every other API error."""
     from django.http import JsonResponse

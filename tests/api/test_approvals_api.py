@@ -128,6 +128,7 @@ def test_refusals_non_assignee_403_second_decision_409_reject_without_reason_400
     rita = token_client(team.rita)  # the requester sees her request but may not approve it
     refused = rita.post(url, {"action": "approve"}, format="json")
     assert refused.status_code == 403 and refused.json()["code"] == "not_allowed"
+    assert refused.json()["rule"] == "not_assignee"  # which rule, without parsing the message
     no_reason = token_client(team.bob).post(url, {"action": "reject"}, format="json")
     assert no_reason.status_code == 400 and "comment" in no_reason.json()["fields"]
     assert token_client(team.ann).post(url, {"action": "approve"}, format="json").status_code == 200
@@ -151,7 +152,7 @@ def test_non_assignee_with_visibility_gets_403(team):
     response = token_client(creator).post(
         f"/api/v1/approvals/{request.pk}/decide/", {"action": "approve"}, format="json"
     )
-    assert response.status_code == 403
+    assert response.status_code == 403 and response.json()["rule"] == "not_assignee"
 
 
 def test_edit_with_schema_validation(team):

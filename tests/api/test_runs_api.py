@@ -74,7 +74,10 @@ def test_starting_needs_the_add_permission_and_authentication(db, other_api):
     response = start(reader, "sleeper", {"seconds": 1})
     assert response.status_code == 403
     assert "add_workflowrun" in response.json()["message"]
-    assert APIClient().get("/api/v1/runs/").status_code in (401, 403)
+    anonymous = APIClient().get("/api/v1/runs/")
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Token"
+    bad_token = APIClient(HTTP_AUTHORIZATION="Token not-a-token").get("/api/v1/runs/")
+    assert bad_token.status_code == 401 and bad_token.json()["code"] == "authentication_failed"
     assert WorkflowRun.objects.count() == 0
 
 

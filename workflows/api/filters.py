@@ -1,17 +1,37 @@
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef
+from django_filters.fields import IsoDateTimeField
 
 from ..models import RunStatus, WaitKind, WaitPoint, WaitStatus, WorkflowRun
 
 
-class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """ISO 8601 with any offset Python accepts; sent to the database in UTC (PostgreSQL refuses
-    offsets beyond +-15:59, which ISO 8601 and Python allow)."""
+class UTCDateTimeField(IsoDateTimeField):
+    """ISO 8601 with any offset Python accepts, converted to UTC (PostgreSQL refuses offsets
+    beyond +-15:59, which ISO 8601 and Python allow)."""
 
-    def filter(self, qs, value):
-        return super().filter(qs, value.astimezone(UTC) if value else value)
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            # 9999-12-31T23:59:59-10:00 is after the last datetime Python (and the database)
+            # can hold once in UTC; so is the mirror case before 0001-01-01.
+            raise forms.ValidationError(
+                "Outside the dates that can be stored: 0001-01-01 to 9999-12-31 in UTC.",
+                code="invalid",
+            ) from None
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """Validated as a form field, so a date out of range is a 400 naming the parameter."""
+
+    field_class = UTCDateTimeField
 
 
 class RunFilter(django_filters.FilterSet):

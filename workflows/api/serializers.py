@@ -1,6 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from hitlproject.api.fields import JSONField
+
 from ..models import RunEvent, Step, WaitPoint, WaitStatus, WorkflowRun
 from ..registry import WorkflowDefinition, registry
 from ..schema import serializer_json_schema
@@ -127,7 +129,7 @@ class RunDetailSerializer(RunSerializer):
 
 class RunStartSerializer(serializers.Serializer):
     workflow = serializers.CharField(max_length=200)
-    input = serializers.JSONField(required=False, default=dict)
+    input = JSONField(required=False, default=dict)
     idempotency_key = serializers.CharField(
         max_length=255,
         required=False,
@@ -179,12 +181,12 @@ class InputRequestSerializer(serializers.ModelSerializer):
 
 
 class InputAnswerSerializer(serializers.Serializer):
-    data = serializers.JSONField(help_text="The answer; validated against the request's schema.")
+    data = JSONField(help_text="The answer; validated against the request's schema.")
 
 
 class EventSerializer(serializers.Serializer):
     event_id = serializers.CharField(max_length=255)
-    data = serializers.JSONField(required=False, default=None, allow_null=True)
+    data = JSONField(required=False, default=None, allow_null=True)
 
 
 class NotifyResultSerializer(serializers.Serializer):

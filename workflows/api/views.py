@@ -2,15 +2,21 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hitlproject.api.idempotency import idempotent
 from hitlproject.api.pagination import CreatedCursorPagination
+from hitlproject.parsing import whole_number
 
 from .. import permissions, services
 from ..errors import WorkflowNotFound
@@ -159,13 +165,23 @@ class RunViewSet(
 
     @extend_schema(
         summary="The run's event stream (the outbox), oldest first",
-        responses={200: s.RunEventSerializer(many=True), 404: ERRORS[404]},
+        parameters=[
+            OpenApiParameter(
+                "since",
+                int,
+                description="Only events after this seq (default 0: all).",
+            )
+        ],
+        responses={200: s.RunEventSerializer(many=True), 400: ERRORS[400], 404: ERRORS[404]},
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def events(self, request, pk=None):
         run = self.get_object()
-        since = request.query_params.get("since", "0")
-        since = int(since) if since.isdigit() else 0
+        # Refused like the WebSocket's since (realtime.consumers.parse_since), not read as 0:
+        # a client sending a bad cursor would otherwise get the whole stream again unawares.
+        since = whole_number(request.query_params.get("since", "0"))
+        if since is None:
+            raise ValidationError({"since": ["Must be a whole number (an event's seq) >= 0."]})
         events = run.events.filter(seq__gt=since).order_by("seq")[:1000]
         return Response(s.RunEventSerializer(events, many=True).data)
 

@@ -1,11 +1,11 @@
-import json
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+
+from hitlproject.parsing import parse_json
 
 from .. import webhooks
 from ..errors import InvalidInput
@@ -62,7 +62,9 @@ class InboundWebhookView(APIView):
     def post(self, request):
         body = request.body  # the raw bytes that were signed
         try:
-            payload = json.loads(body or b"null", parse_constant=_not_json)
+            # A body nested too deeply is a ValueError like any bad JSON (not a RecursionError
+            # and a 500), so an unsigned one is refused below (401) before anything else.
+            payload = parse_json(body or b"null", parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as exc:
             # Verify first: an unsigned caller learns nothing about our parsing.
             webhooks.verify(
