@@ -27,7 +27,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from hitlproject.pagination import KeysFirstPaginator
-from workflows.admin import badge, when
+from hitlproject.parsing import whole_number
+from workflows.admin import ValidSelectionMixin, badge, matches_nothing, when
 from workflows.choices import cached_choices
 from workflows.errors import WorkflowError
 from workflows.selectors import workflow_names
@@ -132,6 +133,8 @@ class StageFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
+            if matches_nothing(self.value()):
+                return queryset.none()
             return queryset.filter(
                 current_stage__name=self.value(), current_stage__status=StageStatus.OPEN
             )
@@ -147,6 +150,8 @@ class WorkflowFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
+            if matches_nothing(self.value()):
+                return queryset.none()
             return queryset.filter(run__workflow_name=self.value())
         return queryset
 
@@ -159,9 +164,10 @@ class AssigneeFilter(admin.SimpleListFilter):
         return cached_choices("assignees", review_selectors.assignee_choices)
 
     def queryset(self, request, queryset):
-        value = self.value()
-        if value and value.isdigit():
-            return review_selectors.assigned_to(queryset, int(value))
+        # Not a user id ("²", 30 digits): the filter is ignored.
+        user_id = whole_number(self.value() or "")
+        if user_id is not None:
+            return review_selectors.assigned_to(queryset, user_id)
         return queryset
 
 
@@ -184,7 +190,7 @@ class OverdueFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ApprovalRequestAdmin(ValidSelectionMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "title",
         "workflow",
@@ -401,9 +407,10 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
         chosen = [a for a in approvals if a.pk not in skipped]
         form = BulkRejectForm(request.POST) if action == "reject" else None
         confirmed = request.POST.get("post") == "yes"
-        if confirmed and (form is None or form.is_valid()):
+        stages = self._posted_stages(request, chosen) if confirmed else {}
+        if confirmed and stages is not None and (form is None or form.is_valid()):
             reason = form.cleaned_data["reason"] if form is not None else ""
-            self._apply(request, chosen, skipped, approvals, action, reason)
+            self._apply(request, chosen, skipped, approvals, action, reason, stages)
             return None  # back to the list
         page = {
             **self.admin_site.each_context(request),
@@ -419,18 +426,40 @@ class ApprovalRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
         }
         return TemplateResponse(request, self.bulk_template, page)
 
-    def _apply(self, request, chosen, skipped, approvals, action, reason) -> None:
+    def _posted_stages(
+        self, request: HttpRequest, chosen: list[ApprovalRequest]
+    ) -> dict[Any, int | None] | None:
+        """The stage the confirmation page showed for each request (``stage-<pk>``; empty:
+        none). None if one is not a stage id: checked for all before anything is decided,
+        so a bad field never leaves half of the selection decided."""
+        stages: dict[Any, int | None] = {}
+        bad = []
+        for approval in chosen:
+            posted = request.POST.get(f"stage-{approval.pk}") or ""
+            stages[approval.pk] = whole_number(posted) if posted else None
+            if posted and stages[approval.pk] is None:
+                bad.append(approval.title)
+        if not bad:
+            return stages
+        self.message_user(
+            request,
+            f"Nothing was decided: the stage sent for {', '.join(bad)} is not a stage id. "
+            "Check the list below and confirm again.",
+            messages.ERROR,
+        )
+        return None
+
+    def _apply(self, request, chosen, skipped, approvals, action, reason, stages) -> None:
         """Call the service for each request; report what was decided, skipped and refused."""
         done = []
         for approval in chosen:
-            stage = request.POST.get(f"stage-{approval.pk}") or None
             try:
                 services.approval_decide(
                     request=approval,
                     actor=request.user,
                     action=action,
                     comment=reason,
-                    stage=int(stage) if stage and stage.isdigit() else None,
+                    stage=stages[approval.pk],
                     channel=Channel.ADMIN,
                 )
             except WorkflowError as exc:

@@ -17,6 +17,7 @@ from .errors import (
     LinkUsed,
 )
 from .models import ApprovalRequest, ApprovalStage, UsedDecisionLink
+from .review.context import as_json
 from .selectors import approval_diff, approval_progress
 
 
@@ -49,6 +50,7 @@ def decision_link(request, token: str):
         "user": user,
         "progress": approval_progress(approval),
         "diff": approval_diff(approval),
+        "value_json": as_json(approval.value),  # JSON, as the review page shows it
         "error": "",
         "comment": "",
     }

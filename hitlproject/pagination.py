@@ -7,6 +7,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet, Window
 from django.utils.functional import cached_property
 
+from .parsing import MAX_BIGINT, whole_number
+
 
 class KeysFirstPaginator(Paginator):
     """A ``Paginator`` that picks a page's primary keys first, then reads those rows.
@@ -78,8 +80,8 @@ class KeysFirstPaginator(Paginator):
             # DISTINCT applies after the window (it would count duplicates); unions and
             # groupings have their own counting rules: count those separately.
             return None
-        try:
-            number = int(self.expected_page)
-        except (TypeError, ValueError):
-            return None
-        return number if number >= 1 else None
+        # A page whose first row lies beyond a bigint would make the OFFSET overflow in the
+        # database (a 500) before the number is checked against the count: such a page is
+        # out of range anyway, so it gets the separate count and Paginator's own handling.
+        number = whole_number(self.expected_page, maximum=MAX_BIGINT // self.per_page)
+        return number if number is not None and number >= 1 else None

@@ -18,10 +18,12 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from hitlproject.parsing import loads, whole_number
+
 from . import selectors
 from .conf import setting
 from .delivery import uses_relay
-from .groups import APPROVALS, run_group
+from .groups import APPROVAL_EVENT_PREFIX, APPROVALS, run_group
 from .messages import approval_frame, event_frame, presence_frame
 from .permissions import visibility
 from .relay import relay
@@ -49,13 +51,12 @@ class BadSince(ValueError):
 
 
 def parse_since(value: Any) -> int:
-    if isinstance(value, bool):
-        raise BadSince(value)
-    try:
-        since = int(value)
-    except (TypeError, ValueError):
-        raise BadSince(value) from None
-    if since < 0:
+    """``since`` from the query string (ASCII digits) or a message (a JSON integer, or such
+    digits as a string). Anything else, 2.9, Infinity or 1e400 included, is not an integer
+    >= 0 and closes the socket with 4400 (``int()`` truncated the first and overflowed on the
+    others)."""
+    since = whole_number(value)
+    if since is None:
         raise BadSince(value)
     return since
 
@@ -114,7 +115,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if len(text_data.encode()) > setting("HITL_REALTIME_MAX_MESSAGE_BYTES"):
             return await self.refuse(CloseCode.MESSAGE_TOO_BIG)
         try:
-            message = json.loads(text_data)
+            # Nesting deep enough for a RecursionError fits in the size limit (2,048 levels).
+            message = loads(text_data)
         except ValueError:
             return await self.refuse(CloseCode.BAD_REQUEST)
         if not isinstance(message, dict):
@@ -153,6 +155,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             rows = await database_sync_to_async(self.fetch_after)(self.cursor)
             for row in rows:
                 await self.send_event(row["id"], event_frame(row))
+                if self.closing:  # refused while sending (RunConsumer.send_event)
+                    return
             if len(rows) < page_size:
                 return
 
@@ -199,11 +203,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
 class RunConsumer(StreamConsumer):
     """Events of one run, cursor = the run's gapless ``seq``; plus presence of its viewers."""
 
+    # Access was last granted when the run's events reached this seq (``run_access``).
+    verified_seq: int = 0
+
     async def authorize(self) -> CloseCode | None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
         # Viewers this client was told about (presence.join), by channel name.
         self._present: set[str] = set()
-        access = await database_sync_to_async(selectors.run_access)(self.user, self.run_id)
+        return await self.check_access()
+
+    async def check_access(self) -> CloseCode | None:
+        access, self.verified_seq = await database_sync_to_async(selectors.run_access)(
+            self.user, self.run_id
+        )
         if access is selectors.Access.MISSING:
             return CloseCode.UNKNOWN_RUN
         if access is selectors.Access.FORBIDDEN:
@@ -217,6 +229,13 @@ class RunConsumer(StreamConsumer):
         return selectors.run_events_after(self.run_id, cursor)
 
     async def send_event(self, event_id: int, frame: dict[str, Any]) -> None:
+        # Access is checked at connect, but a reassignment or a delegation can take a reviewer
+        # off the run while the socket stays open; each comes with an approval event, so the
+        # first one committed after the last check asks again (other events cost nothing).
+        if frame["seq"] > self.verified_seq and frame["type"].startswith(APPROVAL_EVENT_PREFIX):
+            refusal = await self.check_access()
+            if refusal is not None:
+                return await self.refuse(refusal)
         await self.send_frame(frame)
         self.cursor = frame["seq"]
 

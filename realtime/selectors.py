@@ -17,11 +17,15 @@ class Access(Enum):
     FORBIDDEN = "forbidden"
 
 
-def run_access(user: Any, run_id: uuid.UUID) -> Access:
-    run = WorkflowRun.objects.filter(pk=run_id).only("pk", "created_by").first()
+def run_access(user: Any, run_id: uuid.UUID) -> tuple[Access, int]:
+    """Whether ``user`` may watch the run, and the run's last event ``seq`` when asked: the
+    events up to it committed before the answer (a run's seq moves with its row), so they
+    need no second check."""
+    run = WorkflowRun.objects.filter(pk=run_id).only("pk", "created_by", "event_seq").first()
     if run is None:
-        return Access.MISSING
-    return Access.OK if visibility().may_watch_run(user, run) else Access.FORBIDDEN
+        return Access.MISSING, 0
+    access = Access.OK if visibility().may_watch_run(user, run) else Access.FORBIDDEN
+    return access, run.event_seq
 
 
 def run_events_after(run_id: Any, seq: int) -> list[dict[str, Any]]:

@@ -4,6 +4,9 @@ retry through ``workflows.services``.
 Runs are never edited by hand: every model here refuses add, change and delete (for superusers
 too; a run and its steps, waits and events are its audit history). Cancel and retry need the
 ``workflows.manage_any_run`` permission.
+
+The view permission opens the pages; which runs they list is ``runs_visible_to``'s answer, as
+for the API, the review page and the WebSockets.
 """
 
 import json
@@ -38,6 +41,7 @@ from .models import (
     WaitStatus,
     WorkflowRun,
 )
+from .permissions import runs_visible_to
 
 MANAGE_PERMISSION = "workflows.manage_any_run"
 
@@ -113,6 +117,32 @@ def when(value: Any) -> str:
         date_format(localtime(value), "Y-m-d H:i:s T"),
         relative,
     )
+
+
+def matches_nothing(value: str) -> bool:
+    """A filter value no stored text can equal: PostgreSQL text cannot hold NUL, and psycopg
+    refuses to send one (a 500), so such a filter selects nothing instead."""
+    return "\x00" in value
+
+
+class ValidSelectionMixin:
+    """Actions on a model with a UUID key: a selected id that is not a UUID (a hand-made
+    POST) would make the action's ``pk__in`` filter raise ValidationError, a 500. Such a
+    selection changes nothing and says so."""
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if not request.POST.get("select_across"):
+            try:
+                for value in request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME):
+                    self.model._meta.pk.to_python(value)
+            except ValidationError:
+                self.message_user(
+                    request,
+                    "Nothing was changed: the selection holds an id that is not one of this list.",
+                    messages.ERROR,
+                )
+                return None  # the change list redirects back to itself
+        return super().response_action(request, queryset)
 
 
 class ReadOnlyAdminMixin:
@@ -234,12 +264,14 @@ class WorkflowNameFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
+            if matches_nothing(self.value()):
+                return queryset.none()
             return queryset.filter(workflow_name=self.value())
         return queryset
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WorkflowRunAdmin(ValidSelectionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "short_id",
         "workflow",
@@ -333,9 +365,10 @@ class WorkflowRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # --- queries --------------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowRun]:
-        return selectors.runs_with_waits(queryset=super().get_queryset(request)).select_related(
-            "created_by"
-        )
+        # The list, the change page, the buttons and the actions all read from here: only the
+        # runs the user may see (all for run managers), as every other reader.
+        visible = super().get_queryset(request) & runs_visible_to(request.user)
+        return selectors.runs_with_waits(queryset=visible).select_related("created_by")
 
     # --- columns and fields ---------------------------------------------------------------
 

@@ -10,9 +10,45 @@ import json
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput, JSONString
+
+from hitlproject.parsing import MAX_DEPTH, NestedTooDeeply, parse_json
 
 # The HTML name of the field that holds a whole JSON value when no per-property form fits.
 RAW = "value"
+
+
+class JSONField(forms.JSONField):
+    """``forms.JSONField`` that parses with ``parsing.parse_json``: Django's catches only
+    ``JSONDecodeError``, so a value nested a few thousand levels deep raised RecursionError
+    (a 500) when cleaned, and again when the bound form was shown back. Values nested deeper
+    than ``parsing.MAX_DEPTH`` are refused, as on the API (the pages recurse once per level)."""
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            converted = parse_json(value, cls=self.decoder)
+        except NestedTooDeeply:
+            raise ValidationError(
+                f"Nested too deeply: at most {MAX_DEPTH} levels of arrays and objects.",
+                code="too_deep",
+            ) from None
+        except ValueError:
+            raise ValidationError(
+                self.error_messages["invalid"], code="invalid", params={"value": value}
+            ) from None
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        try:
+            # Too deep is shown back as typed: dumping it again would recurse as deep as it nests.
+            return parse_json(data, cls=self.decoder)
+        except ValueError:
+            return InvalidJSONInput(data)
 
 
 class DecisionForm(forms.Form):
@@ -43,7 +79,7 @@ class ConfirmEditForm(forms.Form):
     """Second step of an edit: the previewed value travels back as JSON."""
 
     stage = forms.IntegerField(widget=forms.HiddenInput, required=False)
-    value = forms.JSONField(widget=forms.HiddenInput)
+    value = JSONField(widget=forms.HiddenInput)
     comment = forms.CharField(
         label="Comment", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
@@ -95,7 +131,7 @@ def schema_form_class(schema: Any) -> type[SchemaForm]:
     properties = schema.get("properties") if isinstance(schema, dict) else None
     is_object = isinstance(schema, dict) and schema.get("type", "object") == "object"
     if not is_object or not isinstance(properties, dict) or not properties:
-        field = forms.JSONField(
+        field = JSONField(
             label="Value (JSON)",
             widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
             help_text="Any JSON value" + (" matching the schema below." if schema else "."),
@@ -171,7 +207,7 @@ def _field(name: str, spec: dict, required: bool) -> forms.Field:
         return _NumberField(min_value=spec.get("minimum"), max_value=spec.get("maximum"), **common)
     if kind == "string":
         return _string_field(spec, common)
-    return forms.JSONField(
+    return JSONField(
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
         **{**common, "help_text": common["help_text"] or "JSON"},
     )

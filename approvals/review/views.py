@@ -18,6 +18,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from hitlproject.pagination import KeysFirstPaginator
+from hitlproject.parsing import whole_number
 from workflows.errors import InvalidInput, WaitClosed, WaitNotFound
 from workflows.models import WaitKind, WorkflowRun
 from workflows.permissions import can_answer_input
@@ -167,10 +168,11 @@ def prompt_answer(request: HttpRequest, pk: Any, wait_id: Any) -> HttpResponse:
         return _run_page(request, run, error="The run no longer waits for this.", status=409)
     if not item.can_send:
         return _run_page(request, run, error="You may not send events.", status=403)
-    index = request.POST.get("button", "")
-    if not index.isdigit() or int(index) >= len(item.buttons):
+    # ASCII digits only: "²" passes isdigit() and then fails in int().
+    index = whole_number(request.POST.get("button", ""), maximum=len(item.buttons) - 1)
+    if index is None:
         return _run_page(request, run, error="Unknown button.", status=400)
-    button = item.buttons[int(index)]
+    button = item.buttons[index]
     event_notify(event_id=item.wait.event_id, data=button.get("data"))
     messages.success(request, f"Sent '{button.get('label', 'answer')}'. The run continues.")
     return redirect("review:run", pk=run.pk)

@@ -1,5 +1,6 @@
 """Signed decision links from emails: GET confirms (never decides), POST decides, once."""
 
+import html
 import re
 from datetime import timedelta
 
@@ -105,3 +106,14 @@ def test_link_of_someone_no_longer_assigned_is_refused(client, people, pending):
     assert response.status_code == 403
     pending.refresh_from_db()
     assert pending.status == ApprovalStatus.PENDING
+
+
+def test_the_confirmation_shows_the_value_as_json(client, people):
+    run = start_and_wait(
+        "approvals-simple",
+        {"requester": "rita", "payload": {"amount": 15000, "urgent": True, "note": None}},
+    )
+    approve_url, _ = links_for(ApprovalRequest.objects.get(run=run), people.ann)
+    page = html.unescape(client.get(approve_url).content.decode())
+    assert '"urgent": true' in page and '"note": null' in page
+    assert "True" not in page and "None" not in page  # not Python's repr

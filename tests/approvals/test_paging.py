@@ -109,14 +109,34 @@ def test_another_page_than_the_expected_one_is_read_by_itself(people, queue):
     assert [a.title for a in paginator.page(1)] == queue[:25]
 
 
-@pytest.mark.parametrize("expected", ["99", "0", "-1", "two", None, ""])
+HUGE = "9" * 23  # its OFFSET does not fit in a bigint
+
+
+@pytest.mark.parametrize("expected", ["99", "0", "-1", HUGE, "two", "\u00b2", None, ""])
 def test_a_page_number_out_of_range_or_invalid_counts_separately(people, queue, expected):
     paginator = KeysFirstPaginator(approval_queue_for(people.ann), 25, expected_page=expected)
     assert paginator.count == 120 and paginator.num_pages == 5
     assert [a.title for a in paginator.get_page(expected)] == (
         # Django's get_page: out of range gives the last page, not a number the first.
-        queue[100:] if expected in ("99", "0", "-1") else queue[:25]
+        queue[100:] if expected in ("99", "0", "-1", HUGE) else queue[:25]
     )
+
+
+def test_a_huge_page_number_shows_the_last_page_of_the_review_queue(client, people, queue):
+    client.force_login(people.ann)
+    response = client.get(reverse("review:queue"), {"page": HUGE})
+    assert response.status_code == 200
+    assert [approval.title for approval, _ in response.context["rows"]] == queue[100:]
+
+
+def test_a_huge_page_number_in_the_admin_queue_is_out_of_range_like_any_other(
+    client, people, queue
+):
+    client.force_login(staff(people.ann))
+    # The admin's own answer to a page past the end: back to the list with ?e=1.
+    for page in ("99", HUGE):
+        response = client.get(CHANGELIST, {"p": page})
+        assert (response.status_code, response["Location"]) == (302, f"{CHANGELIST}?e=1")
 
 
 def test_orphans_join_the_expected_page(people, queue):

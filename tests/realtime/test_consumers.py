@@ -183,6 +183,53 @@ def test_malformed_or_oversized_client_messages_close_the_socket(alice, path_suf
     run_ws(scenario)
 
 
+@pytest.mark.parametrize("stream", ["run", "approvals"])
+@pytest.mark.parametrize(
+    ("path_suffix", "message"),
+    [
+        ("", '{"since": Infinity}'),
+        ("", '{"since": -Infinity}'),
+        ("", '{"since": NaN}'),
+        ("", '{"since": 1e400}'),
+        ("", '{"since": 2.9}'),
+        ("", '{"since": 2.0}'),
+        ("", '{"since": true}'),
+        ("", '{"since": "\u00b2"}'),
+        ("", '{"since": ' + "9" * 30 + "}"),
+        ("?since=2.9", None),
+        ("?since=%C2%B2", None),
+        ("?since=" + "9" * 30, None),
+        ("", "[" * 2000 + "]" * 2000),  # deep enough for a RecursionError, within 4096 bytes
+    ],
+)
+def test_a_since_that_is_not_an_integer_closes_the_socket_with_4400(
+    alice, stream, path_suffix, message
+):
+    run = waiting_review(alice)
+    path = f"/ws/runs/{run.id}/" if stream == "run" else "/ws/approvals/"
+
+    async def scenario():
+        comm = connect_to(path + path_suffix, token=alice.token)
+        await comm.connect()
+        if message is not None:
+            await comm.send_to(text_data=message)
+        assert await close_code(comm) == 4400
+
+    run_ws(scenario)
+
+
+def test_a_since_of_digits_in_a_message_still_starts_the_stream(alice):
+    run = waiting_review(alice)
+
+    async def scenario():
+        comm = connect_to(f"/ws/runs/{run.id}/", token=alice.token)
+        await comm.connect()
+        await comm.send_json_to({"since": "3"})
+        assert [f["seq"] for f in await receive_frames(comm, 1)] == [4]
+
+    run_ws(scenario)
+
+
 def test_binary_frames_close_the_socket_with_4400(alice):
     run = waiting_review(alice)
 

@@ -73,8 +73,8 @@ def manager_client(client):
     return client
 
 
-def waiting_run(tag: str = "a") -> WorkflowRun:
-    run = start("event-timeout", {"event_id": f"order-{tag}"})
+def waiting_run(tag: str = "a", created_by=None) -> WorkflowRun:
+    run = start("event-timeout", {"event_id": f"order-{tag}"}, created_by=created_by)
     run_until_idle()
     return refresh(run)
 
@@ -363,7 +363,9 @@ def test_staff_without_the_view_permission_sees_nothing(client):
 
 
 def test_staff_with_view_permission_sees_runs_but_cannot_cancel(viewer_client):
-    run = waiting_run()
+    # The view permission opens the runs admin, on the runs the user may see: their own here.
+    run = waiting_run(created_by=User.objects.get(username="viewer"))
+    waiting_run("someone-elses")
 
     listing = viewer_client.get(CHANGELIST)
     assert listing.status_code == 200 and listed_ids(listing) == {str(run.pk)}
