@@ -41,7 +41,7 @@ from .models import (
     WaitStatus,
     WorkflowRun,
 )
-from .permissions import runs_visible_to
+from .permissions import runs_visible_to, sees_all_runs
 
 MANAGE_PERMISSION = "workflows.manage_any_run"
 
@@ -574,6 +574,13 @@ def _uuid_or_404(value: str) -> Any:
 
 
 class RunLinkMixin:
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # A run's waits and events are read like the run itself (runs_visible_to).
+        queryset = super().get_queryset(request)
+        if sees_all_runs(request.user):
+            return queryset
+        return queryset.filter(run__in=runs_visible_to(request.user))
+
     @admin.display(description="run", ordering="run__created_at")
     def run_link(self, obj: Any) -> str:
         url = reverse("admin:workflows_workflowrun_change", args=[obj.run_id])

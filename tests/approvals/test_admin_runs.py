@@ -95,3 +95,20 @@ def test_a_workflow_filter_with_a_nul_byte_lists_nothing(client, people):
     client.force_login(staff(people.ceo, "view_workflowrun", "manage_any_run"))
     response = client.get(RUNS, {"workflow_name": "a\x00b"})
     assert response.status_code == 200 and listed(response) == set()
+
+
+def test_waits_and_events_admins_show_only_those_of_runs_the_user_may_see(client, people):
+    approval = secret_request(people)
+    own = start("approvals-simple", {"title": "Mine"}, created_by=people.outsider)
+    run_until_idle()
+    client.force_login(staff(people.outsider, "view_waitpoint", "view_runevent"))
+
+    for model in ("waitpoint", "runevent"):
+        page = client.get(reverse(f"admin:workflows_{model}_changelist"))
+        runs = {row.run_id for row in page.context["cl"].result_list}
+        assert runs == {own.pk}, model
+        assert "Secret raise" not in page.content.decode()
+    hidden = approval.run.waits.first()
+    # The admin's answer for an object outside its queryset: back to the index, "doesn't exist".
+    page = client.get(reverse("admin:workflows_waitpoint_change", args=[hidden.pk]))
+    assert page.status_code == 302
