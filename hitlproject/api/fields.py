@@ -10,7 +10,7 @@ from hitlproject.parsing import MAX_DEPTH, NestedTooDeeply, parse_json
 class JSONField(serializers.JSONField):
     """DRF's JSONField, except that a form or multipart field (a JSON string, which the field
     parses itself, not the API's JSON parser) nested too deeply is refused with a message
-    rather than a RecursionError (see ``parsers``)."""
+    rather than a RecursionError (see ``hitlproject.parsing``)."""
 
     default_error_messages = {
         "too_deep": f"Value must not be nested more than {MAX_DEPTH} levels deep.",
